@@ -1,0 +1,368 @@
+// Parses and validates workspace.json into a typed spec. Pure: no I/O. Every error names the exact field,
+// so the platform team can fix the document from the Warning Event alone.
+import { createHash } from 'node:crypto';
+import type { ControllerConfig } from '../config/config.js';
+import { maxWorkspaceIdLength, workspaceNames } from '../desired/names.js';
+
+export type WorkspaceRole = 'owner' | 'contributor';
+
+export interface WorkspaceUser {
+  userId: string;
+  email: string;
+  role: WorkspaceRole;
+}
+
+export interface WorkspaceSpec {
+  workspaceId: string;
+  workspaceName: string;
+  ownerEmail?: string;
+  users: WorkspaceUser[];
+  dataBucket: string;
+  /** Service types, lower-cased and de-duplicated, in document order. */
+  services: string[];
+  flyteEnabled: boolean;
+  /** The `config` object of the flyte service entry, if any (not acted upon yet; kept for status). */
+  flyteServiceConfig: Record<string, unknown>;
+  tier: string;
+}
+
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+export type ParseResult = { ok: true; spec: WorkspaceSpec; specHash: string } | { ok: false; errors: FieldError[] };
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const EMAIL = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+const USER_ID = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
+const SERVICE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: detecting control characters is the point
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const KNOWN_ROLES: readonly WorkspaceRole[] = ['owner', 'contributor'];
+
+/** Names of namespaces no workspace may ever map onto, whatever the templates say. */
+export function reservedNamespaces(cfg: ControllerConfig): Set<string> {
+  return new Set([
+    'default',
+    'kube-system',
+    'kube-public',
+    'kube-node-lease',
+    cfg.flyteSystemNamespace,
+    cfg.controllerNamespace,
+    cfg.leaderElection.namespace,
+    ...cfg.sourceNamespaces.filter((n) => n !== '*'),
+    ...cfg.reservedNamespaces,
+  ]);
+}
+
+/** Parses the raw `workspace.json` text (undefined when the key is missing). */
+export function parseWorkspace(raw: string | undefined, cfg: ControllerConfig): ParseResult {
+  const key = cfg.configMapKey;
+  if (raw === undefined) return fail(key, 'missing key in ConfigMap data');
+  const bytes = Buffer.byteLength(raw, 'utf8');
+  if (bytes > cfg.limits.maxDocumentBytes) {
+    return fail(key, `document is ${bytes} bytes, more than the limit of ${cfg.limits.maxDocumentBytes}`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch (err) {
+    return fail(key, `invalid JSON: ${(err as Error).message}`);
+  }
+  return validateWorkspace(doc, cfg);
+}
+
+export function validateWorkspace(doc: unknown, cfg: ControllerConfig): ParseResult {
+  const errors: FieldError[] = [];
+  const err = (field: string, message: string) => errors.push({ field, message });
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    return fail('(root)', `must be a JSON object, got ${describe(doc)}`);
+  }
+  findForbiddenKeys(doc, '', err);
+  const o = doc as Record<string, unknown>;
+
+  const workspaceId = requireString(o, 'workspace_id', err);
+  if (workspaceId !== undefined) validateWorkspaceId(workspaceId, cfg, err);
+
+  const workspaceName = requireString(o, 'workspace_name', err);
+  if (workspaceName !== undefined) validateText('workspace_name', workspaceName, cfg.limits.maxStringLength, err);
+
+  let ownerEmail: string | undefined;
+  if (o.owner_email !== undefined && o.owner_email !== null) {
+    if (typeof o.owner_email !== 'string') err('owner_email', `must be a string, got ${describe(o.owner_email)}`);
+    else if (!isEmail(o.owner_email)) err('owner_email', 'must be an email address');
+    else ownerEmail = o.owner_email;
+  }
+
+  const users = validateUsers(o.users, cfg, err);
+
+  const dataBucket = requireString(o, 'data_bucket', err);
+  if (dataBucket !== undefined && workspaceId !== undefined) validateBucket(dataBucket, workspaceId, cfg, err);
+
+  const { services, flyteServiceConfig } = validateServices(o.services, err);
+
+  let tier = cfg.defaultTier;
+  if (o.tier !== undefined && o.tier !== null) {
+    if (typeof o.tier !== 'string') err('tier', `must be a string, got ${describe(o.tier)}`);
+    else if (!Object.hasOwn(cfg.tiers, o.tier)) {
+      err('tier', `unknown tier "${clip(o.tier)}"; known tiers: ${Object.keys(cfg.tiers).join(', ')}`);
+    } else tier = o.tier;
+  }
+
+  if (errors.length > 0) return { ok: false, errors };
+  const spec: WorkspaceSpec = {
+    workspaceId: workspaceId as string,
+    workspaceName: workspaceName as string,
+    users,
+    dataBucket: dataBucket as string,
+    services,
+    flyteEnabled: services.includes('flyte'),
+    flyteServiceConfig,
+    tier,
+  };
+  if (ownerEmail !== undefined) spec.ownerEmail = ownerEmail;
+  return { ok: true, spec, specHash: hashSpec(spec) };
+}
+
+/** Stable hash of the normalized spec: formatting or key order changes in the document do not change it. */
+export function hashSpec(spec: WorkspaceSpec): string {
+  return createHash('sha256').update(stableStringify(spec)).digest('hex').slice(0, 16);
+}
+
+export function stableStringify(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableStringify).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableStringify((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+function validateWorkspaceId(id: string, cfg: ControllerConfig, err: (f: string, m: string) => void): void {
+  const f = 'workspace_id';
+  if (id.length === 0) return err(f, 'must not be empty');
+  if (CONTROL_CHARS.test(id)) return err(f, 'must not contain control characters');
+  if (!DNS1123_LABEL.test(id)) {
+    return err(
+      f,
+      `"${clip(id)}" must be a DNS-1123 label: lower-case letters, digits and "-", starting and ending with a letter or digit`,
+    );
+  }
+  const { max, boundBy } = maxWorkspaceIdLength(cfg);
+  if (id.length > max) return err(f, `is ${id.length} characters; at most ${max} fit in the ${boundBy}`);
+  const reserved = reservedNamespaces(cfg);
+  if (reserved.has(id) || id.startsWith('kube-')) return err(f, `"${id}" is a reserved name`);
+  for (const ns of workspaceNames(cfg, id).namespaces) {
+    if (reserved.has(ns) || ns.startsWith('kube-')) {
+      return err(f, `maps to namespace "${ns}", which is reserved for the system`);
+    }
+  }
+}
+
+function validateUsers(v: unknown, cfg: ControllerConfig, err: (f: string, m: string) => void): WorkspaceUser[] {
+  if (v === undefined || v === null) {
+    err('users', 'is required');
+    return [];
+  }
+  if (!Array.isArray(v)) {
+    err('users', `must be an array, got ${describe(v)}`);
+    return [];
+  }
+  if (v.length === 0) {
+    err('users', 'must list at least one owner');
+    return [];
+  }
+  if (v.length > cfg.limits.maxUsers) {
+    err('users', `has ${v.length} entries, more than the limit of ${cfg.limits.maxUsers}`);
+    return [];
+  }
+  const users: WorkspaceUser[] = [];
+  const seenIds = new Map<string, number>();
+  const seenEmails = new Map<string, number>();
+  let badEntries = 0;
+  v.forEach((u, i) => {
+    const p = `users[${i}]`;
+    if (typeof u !== 'object' || u === null || Array.isArray(u)) {
+      badEntries++;
+      return err(p, `must be an object, got ${describe(u)}`);
+    }
+    const rec = u as Record<string, unknown>;
+    const before = users.length;
+    const userId = requireString(rec, 'user_id', err, p);
+    const email = requireString(rec, 'email', err, p);
+    const role = requireString(rec, 'role', err, p);
+    let ok = userId !== undefined && email !== undefined && role !== undefined;
+    if (userId !== undefined && !USER_ID.test(userId)) {
+      ok = false;
+      err(`${p}.user_id`, 'must be 1-128 characters of letters, digits and . _ @ + -, starting with a letter or digit');
+    }
+    if (email !== undefined && !isEmail(email)) {
+      ok = false;
+      err(`${p}.email`, `"${clip(email)}" is not an email address`);
+    }
+    if (role !== undefined && !KNOWN_ROLES.includes(role as WorkspaceRole)) {
+      ok = false;
+      err(`${p}.role`, 'must be owner or contributor');
+    }
+    if (userId !== undefined && seenIds.has(userId)) {
+      ok = false;
+      err(`${p}.user_id`, `duplicate of users[${seenIds.get(userId)}].user_id "${clip(userId)}"`);
+    } else if (userId !== undefined) seenIds.set(userId, i);
+    const emailKey = email?.toLowerCase();
+    if (emailKey !== undefined && seenEmails.has(emailKey)) {
+      ok = false;
+      err(`${p}.email`, `duplicate of users[${seenEmails.get(emailKey)}].email`);
+    } else if (emailKey !== undefined) seenEmails.set(emailKey, i);
+    if (ok && users.length === before) {
+      users.push({ userId: userId as string, email: email as string, role: role as WorkspaceRole });
+    } else badEntries++;
+  });
+  if (badEntries === 0 && !users.some((u) => u.role === 'owner')) err('users', 'must include at least one owner');
+  return users;
+}
+
+function validateBucket(bucket: string, workspaceId: string, cfg: ControllerConfig, err: (f: string, m: string) => void) {
+  const f = 'data_bucket';
+  if (bucket.startsWith('arn:')) return err(f, 'must be a bucket name, not an ARN');
+  if (bucket.startsWith('s3://')) return err(f, 'must be a bucket name, not an s3:// URL');
+  if (
+    bucket.length < 3 ||
+    bucket.length > 63 ||
+    !/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(bucket) ||
+    bucket.includes('..') ||
+    /^\d+\.\d+\.\d+\.\d+$/.test(bucket)
+  ) {
+    return err(f, `"${clip(bucket)}" is not a valid S3 bucket name`);
+  }
+  const allowed = cfg.bucketPatterns.map((p) => p.replace(/\{\{\s*workspace_id\s*\}\}/g, workspaceId));
+  if (!allowed.some((p) => globMatch(p, bucket))) {
+    err(f, `"${bucket}" is not a bucket of this workspace (allowed: ${allowed.join(', ')})`);
+  }
+}
+
+function validateServices(
+  v: unknown,
+  err: (f: string, m: string) => void,
+): { services: string[]; flyteServiceConfig: Record<string, unknown> } {
+  const services: string[] = [];
+  let flyteServiceConfig: Record<string, unknown> = {};
+  if (v === undefined || v === null) {
+    err('services', 'is required (use [] for none)');
+    return { services, flyteServiceConfig };
+  }
+  if (!Array.isArray(v)) {
+    err('services', `must be an array, got ${describe(v)}`);
+    return { services, flyteServiceConfig };
+  }
+  if (v.length > 64) {
+    err('services', `has ${v.length} entries, more than the limit of 64`);
+    return { services, flyteServiceConfig };
+  }
+  v.forEach((s, i) => {
+    const p = `services[${i}]`;
+    let type: unknown;
+    let config: unknown;
+    if (typeof s === 'string') type = s;
+    else if (typeof s === 'object' && s !== null && !Array.isArray(s)) {
+      type = (s as Record<string, unknown>).service_type;
+      config = (s as Record<string, unknown>).config;
+      if (type === undefined) return err(`${p}.service_type`, 'is required');
+      if (typeof type !== 'string') return err(`${p}.service_type`, `must be a string, got ${describe(type)}`);
+      if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config))) {
+        return err(`${p}.config`, `must be an object, got ${describe(config)}`);
+      }
+    } else return err(p, `must be a string or an object with service_type, got ${describe(s)}`);
+    const name = (type as string).trim().toLowerCase();
+    if (!SERVICE.test(name)) {
+      return err(typeof s === 'string' ? p : `${p}.service_type`, `"${clip(String(type))}" is not a service name`);
+    }
+    if (!services.includes(name)) services.push(name);
+    if (name === 'flyte' && config) flyteServiceConfig = config as Record<string, unknown>;
+  });
+  return { services, flyteServiceConfig };
+}
+
+function requireString(
+  o: Record<string, unknown>,
+  key: string,
+  err: (f: string, m: string) => void,
+  prefix = '',
+): string | undefined {
+  const f = prefix ? `${prefix}.${key}` : key;
+  const v = Object.hasOwn(o, key) ? o[key] : undefined;
+  if (v === undefined || v === null) {
+    err(f, 'is required');
+    return undefined;
+  }
+  if (typeof v !== 'string') {
+    err(f, `must be a string, got ${describe(v)}`);
+    return undefined;
+  }
+  if (v.trim().length === 0) {
+    err(f, 'must not be empty');
+    return undefined;
+  }
+  if (CONTROL_CHARS.test(v)) {
+    err(f, 'must not contain control or bidirectional-override characters');
+    return undefined;
+  }
+  return v;
+}
+
+function validateText(field: string, v: string, max: number, err: (f: string, m: string) => void) {
+  if ([...v].length > max) err(field, `is ${[...v].length} characters, more than the limit of ${max}`);
+}
+
+function findForbiddenKeys(v: unknown, path: string, err: (f: string, m: string) => void, depth = 0): void {
+  if (depth > 32) {
+    err(path || '(root)', 'is nested more than 32 levels deep');
+    return;
+  }
+  if (Array.isArray(v)) v.forEach((x, i) => findForbiddenKeys(x, `${path}[${i}]`, err, depth + 1));
+  else if (v && typeof v === 'object') {
+    for (const k of Object.keys(v)) {
+      const p = path ? `${path}.${k}` : k;
+      if (FORBIDDEN_KEYS.has(k)) err(p, 'forbidden key (prototype pollution attempt)');
+      else findForbiddenKeys((v as Record<string, unknown>)[k], p, err, depth + 1);
+    }
+  }
+}
+
+function globMatch(pattern: string, value: string): boolean {
+  const re = new RegExp(`^${pattern.split('*').map(escapeRegex).join('[a-z0-9.-]*')}$`);
+  return re.test(value);
+}
+
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function isEmail(s: string): boolean {
+  return s.length <= 254 && EMAIL.test(s);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `${typeof v}`;
+}
+
+/** Cuts user-provided text quoted in error messages so a hostile document cannot flood status or events. */
+function clip(s: string, max = 64): string {
+  const safe = s.replace(CONTROL_CHARS, '?');
+  return safe.length > max ? `${safe.slice(0, max)}…` : safe;
+}
+
+function fail(field: string, message: string): ParseResult {
+  return { ok: false, errors: [{ field, message }] };
+}
+
+export function formatFieldErrors(errors: FieldError[], max = 10): string {
+  const shown = errors.slice(0, max).map((e) => `${e.field}: ${e.message}`);
+  if (errors.length > max) shown.push(`and ${errors.length - max} more`);
+  return shown.join('; ');
+}
