@@ -37,6 +37,8 @@ export interface StepBaseContext {
 export interface StepContext extends StepBaseContext {
   spec: WorkspaceSpec;
   specHash: string;
+  /** The spec is the one last reconciled successfully: any write now is drift repair. */
+  specUnchanged: boolean;
 }
 
 export interface StepOutputs {
@@ -44,6 +46,8 @@ export interface StepOutputs {
   roleArn?: string;
   /** Flyte domains actually configured in FlyteAdmin (GetDomains), when discovered. */
   flyteDomains?: string[];
+  /** The ARN the Kubernetes step put on the runner ServiceAccount in this reconcile. */
+  serviceAccountRoleArn?: string;
 }
 
 export type StepState = 'Ready' | 'Failed' | 'Conflict' | 'Skipped' | 'Deleted';

@@ -34,7 +34,8 @@ export interface FieldError {
 export type ParseResult = { ok: true; spec: WorkspaceSpec; specHash: string } | { ok: false; errors: FieldError[] };
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const EMAIL = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+const EMAIL =
+  /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
 const USER_ID = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
 const SERVICE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: detecting control characters is the point
@@ -144,21 +145,35 @@ export function stableStringify(v: unknown): string {
 
 function validateWorkspaceId(id: string, cfg: ControllerConfig, err: (f: string, m: string) => void): void {
   const f = 'workspace_id';
-  if (id.length === 0) return err(f, 'must not be empty');
-  if (CONTROL_CHARS.test(id)) return err(f, 'must not contain control characters');
+  if (id.length === 0) {
+    err(f, 'must not be empty');
+    return;
+  }
+  if (CONTROL_CHARS.test(id)) {
+    err(f, 'must not contain control characters');
+    return;
+  }
   if (!DNS1123_LABEL.test(id)) {
-    return err(
+    err(
       f,
       `"${clip(id)}" must be a DNS-1123 label: lower-case letters, digits and "-", starting and ending with a letter or digit`,
     );
+    return;
   }
   const { max, boundBy } = maxWorkspaceIdLength(cfg);
-  if (id.length > max) return err(f, `is ${id.length} characters; at most ${max} fit in the ${boundBy}`);
+  if (id.length > max) {
+    err(f, `is ${id.length} characters; at most ${max} fit in the ${boundBy}`);
+    return;
+  }
   const reserved = reservedNamespaces(cfg);
-  if (reserved.has(id) || id.startsWith('kube-')) return err(f, `"${id}" is a reserved name`);
+  if (reserved.has(id) || id.startsWith('kube-')) {
+    err(f, `"${id}" is a reserved name`);
+    return;
+  }
   for (const ns of workspaceNames(cfg, id).namespaces) {
     if (reserved.has(ns) || ns.startsWith('kube-')) {
-      return err(f, `maps to namespace "${ns}", which is reserved for the system`);
+      err(f, `maps to namespace "${ns}", which is reserved for the system`);
+      return;
     }
   }
 }
@@ -188,7 +203,8 @@ function validateUsers(v: unknown, cfg: ControllerConfig, err: (f: string, m: st
     const p = `users[${i}]`;
     if (typeof u !== 'object' || u === null || Array.isArray(u)) {
       badEntries++;
-      return err(p, `must be an object, got ${describe(u)}`);
+      err(p, `must be an object, got ${describe(u)}`);
+      return;
     }
     const rec = u as Record<string, unknown>;
     const before = users.length;
@@ -225,10 +241,21 @@ function validateUsers(v: unknown, cfg: ControllerConfig, err: (f: string, m: st
   return users;
 }
 
-function validateBucket(bucket: string, workspaceId: string, cfg: ControllerConfig, err: (f: string, m: string) => void) {
+function validateBucket(
+  bucket: string,
+  workspaceId: string,
+  cfg: ControllerConfig,
+  err: (f: string, m: string) => void,
+) {
   const f = 'data_bucket';
-  if (bucket.startsWith('arn:')) return err(f, 'must be a bucket name, not an ARN');
-  if (bucket.startsWith('s3://')) return err(f, 'must be a bucket name, not an s3:// URL');
+  if (bucket.startsWith('arn:')) {
+    err(f, 'must be a bucket name, not an ARN');
+    return;
+  }
+  if (bucket.startsWith('s3://')) {
+    err(f, 'must be a bucket name, not an s3:// URL');
+    return;
+  }
   if (
     bucket.length < 3 ||
     bucket.length > 63 ||
@@ -236,7 +263,8 @@ function validateBucket(bucket: string, workspaceId: string, cfg: ControllerConf
     bucket.includes('..') ||
     /^\d+\.\d+\.\d+\.\d+$/.test(bucket)
   ) {
-    return err(f, `"${clip(bucket)}" is not a valid S3 bucket name`);
+    err(f, `"${clip(bucket)}" is not a valid S3 bucket name`);
+    return;
   }
   const allowed = cfg.bucketPatterns.map((p) => p.replace(/\{\{\s*workspace_id\s*\}\}/g, workspaceId));
   if (!allowed.some((p) => globMatch(p, bucket))) {
@@ -270,15 +298,26 @@ function validateServices(
     else if (typeof s === 'object' && s !== null && !Array.isArray(s)) {
       type = (s as Record<string, unknown>).service_type;
       config = (s as Record<string, unknown>).config;
-      if (type === undefined) return err(`${p}.service_type`, 'is required');
-      if (typeof type !== 'string') return err(`${p}.service_type`, `must be a string, got ${describe(type)}`);
-      if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config))) {
-        return err(`${p}.config`, `must be an object, got ${describe(config)}`);
+      if (type === undefined) {
+        err(`${p}.service_type`, 'is required');
+        return;
       }
-    } else return err(p, `must be a string or an object with service_type, got ${describe(s)}`);
+      if (typeof type !== 'string') {
+        err(`${p}.service_type`, `must be a string, got ${describe(type)}`);
+        return;
+      }
+      if (config !== undefined && config !== null && (typeof config !== 'object' || Array.isArray(config))) {
+        err(`${p}.config`, `must be an object, got ${describe(config)}`);
+        return;
+      }
+    } else {
+      err(p, `must be a string or an object with service_type, got ${describe(s)}`);
+      return;
+    }
     const name = (type as string).trim().toLowerCase();
     if (!SERVICE.test(name)) {
-      return err(typeof s === 'string' ? p : `${p}.service_type`, `"${clip(String(type))}" is not a service name`);
+      err(typeof s === 'string' ? p : `${p}.service_type`, `"${clip(String(type))}" is not a service name`);
+      return;
     }
     if (!services.includes(name)) services.push(name);
     if (name === 'flyte' && config) flyteServiceConfig = config as Record<string, unknown>;
@@ -322,8 +361,9 @@ function findForbiddenKeys(v: unknown, path: string, err: (f: string, m: string)
     err(path || '(root)', 'is nested more than 32 levels deep');
     return;
   }
-  if (Array.isArray(v)) v.forEach((x, i) => findForbiddenKeys(x, `${path}[${i}]`, err, depth + 1));
-  else if (v && typeof v === 'object') {
+  if (Array.isArray(v)) {
+    for (const [i, x] of v.entries()) findForbiddenKeys(x, `${path}[${i}]`, err, depth + 1);
+  } else if (v && typeof v === 'object') {
     for (const k of Object.keys(v)) {
       const p = path ? `${path}.${k}` : k;
       if (FORBIDDEN_KEYS.has(k)) err(p, 'forbidden key (prototype pollution attempt)');

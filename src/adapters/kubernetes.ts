@@ -1,0 +1,280 @@
+// The Kubernetes adapter: plain-JSON REST calls for the handful of kinds the controller manages.
+// Raw JSON (not client-node's typed models) so nothing is silently dropped or re-shaped on the way,
+// and no discovery round-trips: every path is known up front.
+import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { type Dispatcher, fetch } from 'undici';
+import type { CallStats } from './call-stats.js';
+
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: KubeMetadata;
+  [field: string]: unknown;
+}
+
+export interface KubeMetadata {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  [field: string]: unknown;
+}
+
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+}
+
+export interface KindInfo {
+  apiVersion: string;
+  kind: string;
+  plural: string;
+  namespaced: boolean;
+}
+
+export const KINDS = {
+  Namespace: { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false },
+  ConfigMap: { apiVersion: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true },
+  ResourceQuota: { apiVersion: 'v1', kind: 'ResourceQuota', plural: 'resourcequotas', namespaced: true },
+  ServiceAccount: { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true },
+  Event: { apiVersion: 'v1', kind: 'Event', plural: 'events', namespaced: true },
+  NetworkPolicy: {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    plural: 'networkpolicies',
+    namespaced: true,
+  },
+  RoleBinding: {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    plural: 'rolebindings',
+    namespaced: true,
+  },
+  Lease: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', plural: 'leases', namespaced: true },
+} as const satisfies Record<string, KindInfo>;
+
+export type KindName = keyof typeof KINDS;
+
+/** Kinds the controller provisions per workspace, in creation order. */
+export const MANAGED_KINDS: KindName[] = [
+  'Namespace',
+  'ResourceQuota',
+  'NetworkPolicy',
+  'ServiceAccount',
+  'RoleBinding',
+];
+
+export function kindInfo(kind: string): KindInfo {
+  const info = (KINDS as Record<string, KindInfo>)[kind];
+  if (!info) throw new Error(`unsupported kind ${kind}`);
+  return info;
+}
+
+export function collectionPath(kind: string, namespace?: string): string {
+  const info = kindInfo(kind);
+  const base = info.apiVersion.includes('/') ? `/apis/${info.apiVersion}` : `/api/${info.apiVersion}`;
+  if (info.namespaced && namespace) return `${base}/namespaces/${encodeURIComponent(namespace)}/${info.plural}`;
+  return `${base}/${info.plural}`;
+}
+
+export function objectPath(ref: ObjectRef): string {
+  return `${collectionPath(ref.kind, ref.namespace)}/${encodeURIComponent(ref.name)}`;
+}
+
+export function refOf(obj: KubeObject): ObjectRef {
+  const ref: ObjectRef = { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name };
+  if (obj.metadata.namespace) ref.namespace = obj.metadata.namespace;
+  return ref;
+}
+
+export function describeRef(ref: ObjectRef): string {
+  return ref.namespace ? `${ref.kind} ${ref.namespace}/${ref.name}` : `${ref.kind} ${ref.name}`;
+}
+
+/** A failed API call, with the Status `reason` (NotFound, Conflict, Forbidden, …) and HTTP code. */
+export class KubeApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly causes: { field?: string; message?: string }[] = [],
+  ) {
+    super(message);
+    this.name = 'KubeApiError';
+  }
+}
+
+export interface ApplyOptions {
+  dryRun?: boolean;
+  /** Field manager override; defaults to the adapter's. */
+  fieldManager?: string;
+}
+
+export interface DeleteOptions {
+  dryRun?: boolean;
+  /** Precondition: delete only this incarnation of the object. */
+  uid?: string;
+  propagationPolicy?: 'Foreground' | 'Background' | 'Orphan';
+}
+
+export interface ListOptions {
+  labelSelector?: string;
+  namespace?: string;
+}
+
+export interface KubeApi {
+  readonly stats: CallStats;
+  get(ref: ObjectRef): Promise<KubeObject | undefined>;
+  list(kind: KindName, opts?: ListOptions): Promise<KubeObject[]>;
+  /** Server-side apply with the controller's field manager and force. */
+  apply(obj: KubeObject, opts?: ApplyOptions): Promise<KubeObject>;
+  /** JSON merge patch (used for Event counts). */
+  mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject>;
+  create(obj: KubeObject): Promise<KubeObject>;
+  /** Returns false when the object was already gone. */
+  delete(ref: ObjectRef, opts?: DeleteOptions): Promise<boolean>;
+}
+
+export interface HttpKubeApiOptions {
+  fieldManager: string;
+  stats: CallStats;
+  /** Per-request timeout; watch streams are not made here. */
+  timeoutMs?: number;
+}
+
+interface AuthContext {
+  headers: Record<string, string>;
+  dispatcher: Dispatcher | undefined;
+  expires: number;
+}
+
+export class HttpKubeApi implements KubeApi {
+  readonly stats: CallStats;
+  private readonly server: string;
+  private auth: AuthContext | undefined;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly opts: HttpKubeApiOptions,
+  ) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    this.server = cluster.server.replace(/\/+$/, '');
+    this.stats = opts.stats;
+  }
+
+  async get(ref: ObjectRef): Promise<KubeObject | undefined> {
+    return this.stats.track(`get_${ref.kind}`, false, async () => {
+      try {
+        return await this.request<KubeObject>('GET', objectPath(ref));
+      } catch (err) {
+        if (err instanceof KubeApiError && err.code === 404) return undefined;
+        throw err;
+      }
+    });
+  }
+
+  async list(kind: KindName, opts: ListOptions = {}): Promise<KubeObject[]> {
+    return this.stats.track(`list_${kind}`, false, async () => {
+      const info = KINDS[kind];
+      const items: KubeObject[] = [];
+      let cont: string | undefined;
+      do {
+        const q = new URLSearchParams({ limit: '500' });
+        if (opts.labelSelector) q.set('labelSelector', opts.labelSelector);
+        if (cont) q.set('continue', cont);
+        const page = await this.request<{ items?: KubeObject[]; metadata?: { continue?: string } }>(
+          'GET',
+          `${collectionPath(kind, opts.namespace)}?${q}`,
+        );
+        for (const item of page.items ?? []) items.push({ ...item, apiVersion: info.apiVersion, kind: info.kind });
+        cont = page.metadata?.continue || undefined;
+      } while (cont);
+      return items;
+    });
+  }
+
+  async apply(obj: KubeObject, opts: ApplyOptions = {}): Promise<KubeObject> {
+    return this.stats.track(`apply_${obj.kind}`, !opts.dryRun, async () => {
+      const q = new URLSearchParams({ fieldManager: opts.fieldManager ?? this.opts.fieldManager, force: 'true' });
+      if (opts.dryRun) q.set('dryRun', 'All');
+      return this.request<KubeObject>('PATCH', `${objectPath(refOf(obj))}?${q}`, obj, 'application/apply-patch+yaml');
+    });
+  }
+
+  async mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject> {
+    return this.stats.track(`patch_${ref.kind}`, true, () =>
+      this.request<KubeObject>('PATCH', objectPath(ref), patch, 'application/merge-patch+json'),
+    );
+  }
+
+  async create(obj: KubeObject): Promise<KubeObject> {
+    return this.stats.track(`create_${obj.kind}`, true, () =>
+      this.request<KubeObject>('POST', collectionPath(obj.kind, obj.metadata.namespace), obj),
+    );
+  }
+
+  async delete(ref: ObjectRef, opts: DeleteOptions = {}): Promise<boolean> {
+    return this.stats.track(`delete_${ref.kind}`, !opts.dryRun, async () => {
+      const body: Record<string, unknown> = { apiVersion: 'v1', kind: 'DeleteOptions' };
+      if (opts.uid) body.preconditions = { uid: opts.uid };
+      if (opts.propagationPolicy) body.propagationPolicy = opts.propagationPolicy;
+      if (opts.dryRun) body.dryRun = ['All'];
+      try {
+        await this.request('DELETE', objectPath(ref), body);
+        return true;
+      } catch (err) {
+        if (err instanceof KubeApiError && err.code === 404) return false;
+        throw err;
+      }
+    });
+  }
+
+  private async authContext(): Promise<AuthContext> {
+    // Re-derive auth at most once a minute: in-cluster tokens rotate, but not per request.
+    if (this.auth && this.auth.expires > Date.now()) return this.auth;
+    const ctx = new RequestContext(this.server, HttpMethod.GET);
+    await this.kc.applySecurityAuthentication(ctx);
+    this.auth = {
+      headers: ctx.getHeaders(),
+      dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
+      expires: Date.now() + 60_000,
+    };
+    return this.auth;
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+    const auth = await this.authContext();
+    const headers: Record<string, string> = { ...auth.headers, accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = contentType;
+    const res = await fetch(this.server + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      dispatcher: auth.dispatcher,
+      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+    });
+    const text = await res.text();
+    if (res.status >= 200 && res.status < 300) return (text ? JSON.parse(text) : {}) as T;
+    let status: { reason?: string; message?: string; details?: { causes?: { field?: string; message?: string }[] } } =
+      {};
+    try {
+      status = JSON.parse(text);
+    } catch {
+      // Non-Status body (proxy error page): keep the raw text in the message.
+    }
+    throw new KubeApiError(
+      res.status,
+      status.reason ?? `HTTP${res.status}`,
+      `${method} ${path.split('?')[0]}: ${res.status} ${status.message ?? text.slice(0, 200)}`,
+      status.details?.causes ?? [],
+    );
+  }
+}

@@ -1,0 +1,139 @@
+// Desired Kubernetes objects for one workspace. Pure: same spec + config → same objects, no I/O.
+import { createHash } from 'node:crypto';
+import type { KubeObject } from '../adapters/kubernetes.js';
+import { type ControllerConfig, MANAGED_BY_LABEL, SOURCE_ANNOTATION, WORKSPACE_ID_LABEL } from '../config/config.js';
+import type { WorkspaceSpec, WorkspaceUser } from '../spec/workspace.js';
+import type { WorkspaceNames } from './names.js';
+
+export const DOMAIN_LABEL = 'workspaces.flyte.org/domain';
+export const ROLE_LABEL = 'workspaces.flyte.org/role';
+export const IRSA_ANNOTATION = 'eks.amazonaws.com/role-arn';
+
+export function managedLabels(cfg: ControllerConfig, workspaceId: string): Record<string, string> {
+  return {
+    [MANAGED_BY_LABEL]: cfg.fieldManager,
+    'app.kubernetes.io/name': 'flyte-workspace',
+    'app.kubernetes.io/part-of': 'flyte',
+    'app.kubernetes.io/instance': workspaceId,
+    [WORKSPACE_ID_LABEL]: workspaceId,
+  };
+}
+
+/** Selector matching everything this controller manages for one workspace. */
+export function workspaceSelector(cfg: ControllerConfig, workspaceId: string): string {
+  return `${MANAGED_BY_LABEL}=${cfg.fieldManager},${WORKSPACE_ID_LABEL}=${workspaceId}`;
+}
+
+export interface DesiredKubernetesInput {
+  cfg: ControllerConfig;
+  spec: WorkspaceSpec;
+  names: WorkspaceNames;
+  /** `namespace/name` of the ConfigMap that owns the workspace. */
+  source: string;
+  /** Role ARN for the runner ServiceAccount (IRSA annotation). */
+  roleArn: string;
+}
+
+/** Objects in creation order: namespaces first, then what lives in them. */
+export function desiredKubernetesObjects(input: DesiredKubernetesInput): KubeObject[] {
+  const { cfg, spec, names, source, roleArn } = input;
+  const id = spec.workspaceId;
+  const labels = managedLabels(cfg, id);
+  const objects: KubeObject[] = [];
+  const domainsByNamespace = new Map<string, string[]>();
+  for (const [domain, ns] of names.namespaceByDomain) {
+    domainsByNamespace.set(ns, [...(domainsByNamespace.get(ns) ?? []), domain]);
+  }
+
+  for (const [ns, domains] of domainsByNamespace) {
+    const nsLabels: Record<string, string> = { ...labels, 'workspace-id': id, 'flyte.org/tenant': id };
+    if (cfg.names.namespacePerDomain) nsLabels[DOMAIN_LABEL] = domains[0] as string;
+    objects.push({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: ns, labels: nsLabels, annotations: { [SOURCE_ANNOTATION]: source } },
+    });
+  }
+
+  const tier = cfg.tiers[spec.tier] ?? cfg.tiers[cfg.defaultTier];
+  for (const [ns, domains] of domainsByNamespace) {
+    objects.push({
+      apiVersion: 'v1',
+      kind: 'ResourceQuota',
+      metadata: { name: names.resourceQuota, namespace: ns, labels },
+      spec: { hard: { ...tier } },
+    });
+    objects.push(networkPolicy(cfg, names.networkPolicy, ns, labels));
+    const saAnnotations: Record<string, string> = cfg.aws.enabled ? { [IRSA_ANNOTATION]: roleArn } : {};
+    objects.push({
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: names.serviceAccount, namespace: ns, labels, annotations: saAnnotations },
+    });
+    for (const user of spec.users) {
+      if (!userBoundInNamespace(cfg, user, domains)) continue;
+      objects.push(roleBinding(cfg, user, ns, labels));
+    }
+  }
+  return objects;
+}
+
+/** Contributors are bound only where a domain of the namespace allows them (per-domain mode); owners everywhere. */
+function userBoundInNamespace(cfg: ControllerConfig, user: WorkspaceUser, domains: string[]): boolean {
+  if (user.role === 'owner' || !cfg.names.namespacePerDomain) return true;
+  return domains.some((d) => cfg.rbac.contributorDomains.includes(d));
+}
+
+export function roleBindingName(role: string, subject: string): string {
+  // Name derived from role + subject: a role change becomes create-new + prune-old, because
+  // roleRef is immutable and cannot be updated in place.
+  const hash = createHash('sha256').update(subject.toLowerCase()).digest('hex').slice(0, 10);
+  return `workspace-${role}-${hash}`;
+}
+
+function roleBinding(
+  cfg: ControllerConfig,
+  user: WorkspaceUser,
+  ns: string,
+  labels: Record<string, string>,
+): KubeObject {
+  const subject = cfg.rbac.subjectField === 'email' ? user.email : user.userId;
+  const clusterRole = user.role === 'owner' ? cfg.names.ownerClusterRole : cfg.names.contributorClusterRole;
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: {
+      name: roleBindingName(user.role, subject),
+      namespace: ns,
+      labels: { ...labels, [ROLE_LABEL]: user.role },
+      annotations: { 'workspaces.flyte.org/user-id': user.userId, 'workspaces.flyte.org/email': user.email },
+    },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: clusterRole },
+    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: subject }],
+  };
+}
+
+function networkPolicy(cfg: ControllerConfig, name: string, ns: string, labels: Record<string, string>): KubeObject {
+  const nsSelector = (n: string) => ({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': n } } });
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { name, namespace: ns, labels },
+    spec: {
+      podSelector: {},
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [{ from: [nsSelector(cfg.flyteSystemNamespace)] }],
+      egress: [
+        { to: [nsSelector(cfg.flyteSystemNamespace)] },
+        {
+          to: [nsSelector(cfg.dnsNamespace)],
+          ports: [
+            { protocol: 'UDP', port: 53 },
+            { protocol: 'TCP', port: 53 },
+          ],
+        },
+        { ports: [{ protocol: 'TCP', port: 443 }] },
+      ],
+    },
+  };
+}

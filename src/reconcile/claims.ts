@@ -1,0 +1,89 @@
+// Which workspace ConfigMap owns a workspace id. Two ConfigMaps may claim the same id (a copy-paste, a
+// migration); exactly one wins, deterministically, and the others are reported as conflicts.
+
+import type { KubeObject } from '../adapters/kubernetes.js';
+import { STATUS_ANNOTATION } from '../config/config.js';
+import { parseStatus } from './status.js';
+
+export interface SourceLookup {
+  get(key: string): KubeObject | undefined;
+}
+
+export class ClaimIndex {
+  private readonly byWorkspace = new Map<string, Set<string>>();
+  private readonly byKey = new Map<string, string>();
+
+  constructor(
+    private readonly sources: SourceLookup,
+    private readonly dataKey: string,
+  ) {}
+
+  /** Records the workspace id a ConfigMap claims (from its document, or its last good status). */
+  update(key: string, obj: KubeObject): void {
+    const id = claimedWorkspaceId(obj, this.dataKey);
+    const prev = this.byKey.get(key);
+    if (prev === id) return;
+    if (prev !== undefined) this.removeFrom(prev, key);
+    if (id === undefined) {
+      this.byKey.delete(key);
+      return;
+    }
+    this.byKey.set(key, id);
+    let set = this.byWorkspace.get(id);
+    if (!set) {
+      set = new Set();
+      this.byWorkspace.set(id, set);
+    }
+    set.add(key);
+  }
+
+  remove(key: string): void {
+    const prev = this.byKey.get(key);
+    if (prev !== undefined) this.removeFrom(prev, key);
+    this.byKey.delete(key);
+  }
+
+  /** ConfigMap keys claiming `workspaceId`, winner first: current owner, then oldest, then by name. */
+  claimants(workspaceId: string): string[] {
+    const keys = [...(this.byWorkspace.get(workspaceId) ?? [])];
+    const rank = (k: string) => {
+      const o = this.sources.get(k);
+      const owner = parseStatus(o?.metadata.annotations?.[STATUS_ANNOTATION])?.owner === true ? 0 : 1;
+      return { owner, created: o?.metadata.creationTimestamp ?? '9999', k };
+    };
+    return keys
+      .map(rank)
+      .sort((a, b) => a.owner - b.owner || a.created.localeCompare(b.created) || a.k.localeCompare(b.k))
+      .map((r) => r.k);
+  }
+
+  workspaceIds(): string[] {
+    return [...this.byWorkspace.keys()];
+  }
+
+  workspaceOf(key: string): string | undefined {
+    return this.byKey.get(key);
+  }
+
+  private removeFrom(id: string, key: string): void {
+    const set = this.byWorkspace.get(id);
+    set?.delete(key);
+    if (set?.size === 0) this.byWorkspace.delete(id);
+  }
+}
+
+/** Cheap extraction of the claimed id; full validation happens in the reconciler. */
+export function claimedWorkspaceId(obj: KubeObject, dataKey: string): string | undefined {
+  const raw = (obj.data as Record<string, string> | undefined)?.[dataKey];
+  if (raw !== undefined && raw.length < 2 * 1024 * 1024) {
+    try {
+      const doc = JSON.parse(raw) as { workspace_id?: unknown };
+      if (typeof doc?.workspace_id === 'string' && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(doc.workspace_id)) {
+        return doc.workspace_id;
+      }
+    } catch {
+      // Broken document: fall back to what the last good version claimed.
+    }
+  }
+  return parseStatus(obj.metadata.annotations?.[STATUS_ANNOTATION])?.workspaceId;
+}

@@ -1,0 +1,214 @@
+// Kubernetes step: namespaces, quota, network policy, runner ServiceAccount and RoleBindings.
+// Reads live state (informer cache when available), applies with SSA only where live differs, prunes
+// what is no longer desired, and never touches an object that is not labelled as ours.
+
+import {
+  describeRef,
+  type KindName,
+  type KubeApi,
+  KubeApiError,
+  type KubeObject,
+  MANAGED_KINDS,
+  refOf,
+} from '../../adapters/kubernetes.js';
+import { MANAGED_BY_LABEL, SOURCE_ANNOTATION, WORKSPACE_ID_LABEL } from '../../config/config.js';
+import { roleArnFor } from '../../desired/iam-arn.js';
+import { desiredKubernetesObjects, workspaceSelector } from '../../desired/kubernetes.js';
+import { containsDesired, diffPaths } from '../diff.js';
+import {
+  type PlannedChange,
+  type StepBaseContext,
+  type StepContext,
+  StepError,
+  type StepOutcome,
+  type WorkspaceStep,
+} from '../types.js';
+
+/** Read access to managed objects, typically backed by the informers' stores. */
+export interface ManagedObjectCache {
+  /** False until every managed-kind informer has listed once. */
+  synced(): boolean;
+  /** Managed objects of `kind` labelled with this workspace id. */
+  listForWorkspace(kind: KindName, workspaceId: string): KubeObject[];
+}
+
+export interface KubernetesStepOptions {
+  kube: KubeApi;
+  cache?: ManagedObjectCache;
+  /** Whether the ConfigMap `namespace/name` still exists (lets a workspace move to a new ConfigMap). */
+  sourceExists?: (source: string) => boolean;
+  /** Called per repaired object kind when the spec did not change (drift). */
+  onDrift?: (kind: string) => void;
+}
+
+const key = (o: { kind: string; metadata: { namespace?: string; name: string } }) =>
+  `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+export class KubernetesStep implements WorkspaceStep {
+  readonly name = 'kubernetes' as const;
+
+  constructor(private readonly opts: KubernetesStepOptions) {}
+
+  async ensure(ctx: StepContext): Promise<StepOutcome> {
+    const { cfg } = ctx;
+    const roleArn = ctx.outputs.roleArn ?? roleArnFor(cfg, ctx.names.iamRole);
+    const desired = desiredKubernetesObjects({ cfg, spec: ctx.spec, names: ctx.names, source: ctx.source, roleArn });
+    ctx.outputs.serviceAccountRoleArn = roleArn;
+    const live = await this.liveObjects(ctx, ctx.workspaceId);
+    let writes = 0;
+
+    // Ownership first: refuse the whole step if any desired name is taken by something not ours.
+    for (const obj of desired) {
+      const mine = live.get(key(obj));
+      if (mine) {
+        this.checkClaim(ctx, mine);
+        continue;
+      }
+      const existing = await this.opts.kube.get(refOf(obj));
+      if (!existing) continue;
+      const labels = existing.metadata.labels ?? {};
+      if (labels[MANAGED_BY_LABEL] !== cfg.fieldManager || labels[WORKSPACE_ID_LABEL] !== ctx.workspaceId) {
+        throw new StepError(
+          'ForeignObjectConflict',
+          `${describeRef(refOf(obj))} already exists and is not managed for workspace ${ctx.workspaceId}; refusing to adopt it`,
+          false,
+        );
+      }
+      this.checkClaim(ctx, existing);
+      live.set(key(existing), existing);
+    }
+
+    for (const obj of desired) {
+      const current = live.get(key(obj));
+      if (current?.metadata.deletionTimestamp) {
+        throw new StepError('Terminating', `${describeRef(refOf(obj))} is being deleted; will retry`, true);
+      }
+      if (current && containsDesired(current, obj)) continue;
+      const change: PlannedChange = {
+        system: 'kubernetes',
+        action: current ? 'update' : 'create',
+        target: describeRef(refOf(obj)),
+      };
+      if (current) change.detail = diffPaths(current, obj).join(', ');
+      ctx.changes.push(change);
+      if (ctx.dryRun) {
+        await this.opts.kube.apply(obj, { dryRun: true });
+        continue;
+      }
+      await this.applyOne(obj);
+      writes++;
+      if (ctx.specUnchanged) this.opts.onDrift?.(obj.kind);
+    }
+
+    // Prune after applying, so a changed binding exists before the old one goes (no access gap).
+    const wanted = new Set(desired.map(key));
+    const stale = [...live.values()].filter((o) => !wanted.has(key(o)));
+    writes += await this.deleteAll(ctx, stale);
+
+    const details: Record<string, string> = {
+      namespaces: [...new Set(desired.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name))].join(','),
+      serviceAccount: ctx.names.serviceAccount,
+      roleBindings: String(desired.filter((o) => o.kind === 'RoleBinding').length),
+    };
+    return {
+      state: 'Ready',
+      reason: writes > 0 ? 'Applied' : 'UpToDate',
+      message: writes > 0 ? `applied ${writes} change(s)` : 'all objects up to date',
+      writes,
+      details,
+    };
+  }
+
+  async teardown(ctx: StepBaseContext): Promise<StepOutcome> {
+    // Always read live state for deletion: a stale cache must not make us miss or misjudge anything.
+    const live = await this.liveObjects({ ...ctx, force: true }, ctx.workspaceId);
+    const all = [...live.values()].filter((o) => this.claimedBy(o, ctx.source));
+    const namespaces = all.filter((o) => o.kind === 'Namespace');
+    const terminating = namespaces.filter((o) => o.metadata.deletionTimestamp);
+    const nsNames = new Set(namespaces.map((o) => o.metadata.name));
+    // Objects inside namespaces we delete go with them; delete the rest (reverse creation order) first.
+    const inner = all.filter((o) => o.kind !== 'Namespace' && !nsNames.has(o.metadata.namespace ?? ''));
+    let writes = await this.deleteAll(ctx, inner);
+    writes += await this.deleteAll(
+      ctx,
+      namespaces.filter((o) => !o.metadata.deletionTimestamp),
+    );
+    if (!ctx.dryRun && (writes > 0 || terminating.length > 0) && namespaces.length > 0) {
+      throw new StepError(
+        'NamespacesTerminating',
+        `waiting for namespace(s) ${[...nsNames].join(', ')} to finish terminating`,
+        true,
+      );
+    }
+    return { state: 'Deleted', reason: 'Deleted', message: 'no managed Kubernetes objects remain', writes };
+  }
+
+  private claimedBy(o: KubeObject, source: string): boolean {
+    if (o.kind !== 'Namespace') return true;
+    const claim = o.metadata.annotations?.[SOURCE_ANNOTATION];
+    return !claim || claim === source || !(this.opts.sourceExists?.(claim) ?? true);
+  }
+
+  private checkClaim(ctx: StepContext, obj: KubeObject): void {
+    if (obj.kind !== 'Namespace' || this.claimedBy(obj, ctx.source)) return;
+    throw new StepError(
+      'WorkspaceClaimConflict',
+      `namespace ${obj.metadata.name} belongs to workspace ConfigMap ${obj.metadata.annotations?.[SOURCE_ANNOTATION]}`,
+      false,
+    );
+  }
+
+  private async applyOne(obj: KubeObject): Promise<void> {
+    try {
+      await this.opts.kube.apply(obj);
+    } catch (err) {
+      if (err instanceof KubeApiError) {
+        const retryable = err.code === 409 || err.code === 429 || err.code >= 500 || err.code === 403;
+        const reason =
+          err.code === 403 && /being terminated/.test(err.message)
+            ? 'Terminating'
+            : err.code === 403
+              ? 'Forbidden'
+              : err.code === 422
+                ? 'Invalid'
+                : 'ApplyFailed';
+        throw new StepError(reason, err.message, reason === 'Terminating' || retryable, `HTTP${err.code}`);
+      }
+      throw err;
+    }
+  }
+
+  private async deleteAll(ctx: StepBaseContext, objects: KubeObject[]): Promise<number> {
+    let writes = 0;
+    const order = [...MANAGED_KINDS].reverse();
+    const sorted = [...objects].sort((a, b) => order.indexOf(a.kind as KindName) - order.indexOf(b.kind as KindName));
+    for (const o of sorted) {
+      ctx.changes.push({ system: 'kubernetes', action: 'delete', target: describeRef(refOf(o)) });
+      const opts: { uid?: string; dryRun?: boolean } = { dryRun: ctx.dryRun };
+      if (o.metadata.uid) opts.uid = o.metadata.uid;
+      try {
+        const deleted = await this.opts.kube.delete(refOf(o), opts);
+        if (deleted && !ctx.dryRun) writes++;
+      } catch (err) {
+        // 409 on a uid precondition: someone recreated it; it will be judged on the next pass.
+        if (err instanceof KubeApiError && err.code === 409) continue;
+        throw err;
+      }
+    }
+    return writes;
+  }
+
+  private async liveObjects(ctx: StepBaseContext, workspaceId: string): Promise<Map<string, KubeObject>> {
+    const out = new Map<string, KubeObject>();
+    const cache = this.opts.cache;
+    const useCache = cache?.synced() && !ctx.force;
+    for (const kind of MANAGED_KINDS) {
+      const objects =
+        useCache && cache
+          ? cache.listForWorkspace(kind, workspaceId)
+          : await this.opts.kube.list(kind, { labelSelector: workspaceSelector(ctx.cfg, workspaceId) });
+      for (const o of objects) out.set(key(o), o);
+    }
+    return out;
+  }
+}

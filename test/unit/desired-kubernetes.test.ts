@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { defaultConfig, mergeConfig } from '../../src/config/config.js';
+import { desiredKubernetesObjects, roleBindingName } from '../../src/desired/kubernetes.js';
+import { workspaceNames } from '../../src/desired/names.js';
+import { containsDesired, diffPaths } from '../../src/reconcile/diff.js';
+import { validateWorkspace, type WorkspaceSpec } from '../../src/spec/workspace.js';
+
+const doc = {
+  workspace_id: 'ml-research',
+  workspace_name: 'ML Research',
+  users: [
+    { user_id: 'u1', email: 'alice@example.com', role: 'owner' },
+    { user_id: 'u2', email: 'bob@example.com', role: 'contributor' },
+  ],
+  data_bucket: 'ml-research-data',
+  services: ['flyte'],
+};
+
+function specFor(cfg = defaultConfig(), d: unknown = doc): WorkspaceSpec {
+  const r = validateWorkspace(d, cfg);
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.spec;
+}
+
+describe('desired Kubernetes objects', () => {
+  it('follows the design in single-namespace mode', () => {
+    const cfg = defaultConfig();
+    const spec = specFor(cfg);
+    const objs = desiredKubernetesObjects({
+      cfg,
+      spec,
+      names: workspaceNames(cfg, spec.workspaceId),
+      source: 'workspace-platform/ml',
+      roleArn: 'arn:aws:iam::123456789012:role/flyte-workspaces/FlyteWorkspace-ml-research-Role',
+    });
+    expect(objs.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`)).toEqual([
+      'Namespace//flyte-ml-research',
+      'ResourceQuota/flyte-ml-research/ml-research-quota',
+      'NetworkPolicy/flyte-ml-research/ml-research-isolation',
+      'ServiceAccount/flyte-ml-research/flyte-ml-research-runner',
+      `RoleBinding/flyte-ml-research/${roleBindingName('owner', 'alice@example.com')}`,
+      `RoleBinding/flyte-ml-research/${roleBindingName('contributor', 'bob@example.com')}`,
+    ]);
+    const ns = objs[0]!;
+    expect(ns.metadata.labels).toMatchObject({
+      'workspace-id': 'ml-research',
+      'flyte.org/tenant': 'ml-research',
+      'app.kubernetes.io/managed-by': 'flyte-workspace-controller',
+      'workspaces.flyte.org/workspace-id': 'ml-research',
+    });
+    expect((objs[1]!.spec as { hard: Record<string, string> }).hard).toEqual({
+      'requests.cpu': '20',
+      'requests.memory': '40Gi',
+      'limits.cpu': '40',
+      'limits.memory': '80Gi',
+      pods: '100',
+      persistentvolumeclaims: '20',
+    });
+    expect(objs[3]!.metadata.annotations).toEqual({
+      'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/flyte-workspaces/FlyteWorkspace-ml-research-Role',
+    });
+    expect(objs[4]).toMatchObject({
+      roleRef: { kind: 'ClusterRole', name: 'flyte-workspace-owner' },
+      subjects: [{ kind: 'User', name: 'alice@example.com' }],
+    });
+  });
+
+  it('binds contributors only in contributor domains when namespaces are per domain', () => {
+    const cfg = mergeConfig(defaultConfig(), { names: { namespacePerDomain: true } });
+    const spec = specFor(cfg);
+    const objs = desiredKubernetesObjects({
+      cfg,
+      spec,
+      names: workspaceNames(cfg, spec.workspaceId),
+      source: 's/x',
+      roleArn: 'arn',
+    });
+    const bindings = objs
+      .filter((o) => o.kind === 'RoleBinding')
+      .map((o) => `${o.metadata.namespace}:${o.metadata.labels?.['workspaces.flyte.org/role']}`);
+    expect(bindings.sort()).toEqual([
+      'ml-research-development:contributor',
+      'ml-research-development:owner',
+      'ml-research-production:owner',
+      'ml-research-staging:contributor',
+      'ml-research-staging:owner',
+    ]);
+  });
+
+  it('a role change renames the binding (roleRef is immutable)', () => {
+    expect(roleBindingName('owner', 'a@x.io')).not.toBe(roleBindingName('contributor', 'a@x.io'));
+    expect(roleBindingName('owner', 'A@x.io')).toBe(roleBindingName('owner', 'a@x.io'));
+  });
+});
+
+describe('semantic diff', () => {
+  it('ignores server-added fields but not changed or removed ones', () => {
+    const desired = { spec: { ports: [{ port: 443, protocol: 'TCP' }] }, metadata: { labels: { a: '1' } } };
+    const live = {
+      spec: { ports: [{ port: 443, protocol: 'TCP', endPort: undefined }] },
+      metadata: { labels: { a: '1', extra: 'x' }, uid: 'u' },
+      status: {},
+    };
+    expect(containsDesired(live, desired)).toBe(true);
+    expect(containsDesired({ ...live, spec: { ports: [] } }, desired)).toBe(false);
+    expect(diffPaths({ ...live, metadata: { labels: { a: '2' } } }, desired)).toEqual(['metadata.labels.a']);
+    expect(containsDesired({ metadata: {} }, { metadata: { annotations: {} } })).toBe(true);
+  });
+});
