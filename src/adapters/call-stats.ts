@@ -26,7 +26,7 @@ export class CallStats {
       if (write) this.writes++;
       else this.reads++;
       this.byOperation.set(operation, (this.byOperation.get(operation) ?? 0) + 1);
-      this.metrics?.externalRequests.inc({ system: this.system, operation, outcome });
+      this.metrics?.externalRequests.inc({ system: this.system, operation, access: write ? 'write' : 'read', outcome });
       this.metrics?.externalRequestDuration.observe(
         { system: this.system, operation },
         (performance.now() - start) / 1000,

@@ -123,8 +123,8 @@ export class Metrics {
   });
   readonly externalRequests = new Counter({
     name: 'flyte_workspace_external_requests_total',
-    help: 'Calls to Kubernetes, FlyteAdmin and IAM by operation and outcome',
-    labelNames: ['system', 'operation', 'outcome'] as const,
+    help: 'Calls to Kubernetes, FlyteAdmin and IAM by operation, access (read|write) and outcome',
+    labelNames: ['system', 'operation', 'access', 'outcome'] as const,
     registers: [this.registry],
   });
   readonly externalRequestDuration = new Histogram({
