@@ -349,6 +349,20 @@ export class WorkspaceReconciler {
     return {};
   }
 
+  /**
+   * Tears down a workspace whose ConfigMap is gone without our finalizer having run (removed by force
+   * while no controller was up). The caller has confirmed the ConfigMap no longer exists.
+   */
+  async teardownOrphan(workspaceId: string, source: string): Promise<Map<StepName, StepOutcome>> {
+    const log = this.d.log.child({ controller: this.d.cfg.controllerName, workspace: workspaceId, orphanOf: source });
+    const base = this.baseContext(workspaceId, source, false, true, log);
+    const outcomes = new Map<StepName, StepOutcome>();
+    for (const step of [...this.d.steps].reverse()) {
+      outcomes.set(step.name, await this.runStep(step.name, () => step.teardown(base), log, true));
+    }
+    return outcomes;
+  }
+
   private async runStep(
     name: StepName,
     fn: () => Promise<StepOutcome>,

@@ -78,10 +78,13 @@ export function setCondition(
 }
 
 export function stepStatus(prev: StepStatus | undefined, outcome: StepOutcome, now: string): StepStatus {
+  // A Ready step is recorded as a stable fact ("Synced"), not as what this pass happened to do, so a
+  // reconcile that repaired something and the next one that found nothing to do write the same status.
+  const ready = outcome.state === 'Ready';
   const s: StepStatus = {
     state: outcome.state,
-    reason: outcome.reason,
-    message: clipMessage(outcome.message),
+    reason: ready ? 'Synced' : outcome.reason,
+    message: ready ? 'in sync' : clipMessage(outcome.message),
     lastTransitionTime: prev && prev.state === outcome.state ? prev.lastTransitionTime : now,
   };
   if (outcome.details && Object.keys(outcome.details).length > 0) s.details = outcome.details;

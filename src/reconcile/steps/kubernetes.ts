@@ -112,8 +112,8 @@ export class KubernetesStep implements WorkspaceStep {
     };
     return {
       state: 'Ready',
-      reason: writes > 0 ? 'Applied' : 'UpToDate',
-      message: writes > 0 ? `applied ${writes} change(s)` : 'all objects up to date',
+      reason: writes > 0 ? 'Applied' : 'Synced',
+      message: writes > 0 ? `applied ${writes} change(s)` : `${desired.length} objects in sync`,
       writes,
       details,
     };
