@@ -84,7 +84,7 @@ export class Metrics {
   });
   readonly workqueueUnfinishedWork = new Gauge({
     name: 'workqueue_unfinished_work_seconds',
-    help: 'How many seconds of work has been done that is in progress and hasn\'t been observed by work_duration. Large values indicate stuck threads.',
+    help: "How many seconds of work has been done that is in progress and hasn't been observed by work_duration. Large values indicate stuck threads.",
     labelNames: ['name', 'controller'] as const,
     registers: [this.registry],
   });
@@ -157,7 +157,13 @@ export class Metrics {
     help: 'Seconds since the last watch event (including bookmarks) per resource',
     labelNames: ['resource'] as const,
     registers: [this.registry],
-    collect: () => undefined,
+    // Computed at scrape time from the last event time, so it keeps growing while a watch is silent.
+    collect: async () => {
+      const last = await this.lastWatchEvent.get();
+      const now = Date.now() / 1000;
+      this.secondsSinceWatchEvent.reset();
+      for (const v of last.values) this.secondsSinceWatchEvent.set(v.labels, Math.max(0, now - v.value));
+    },
   });
   readonly orphansRemoved = new Counter({
     name: 'flyte_workspace_orphans_removed_total',

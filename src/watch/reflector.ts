@@ -1,0 +1,727 @@
+// A small list-watch reflector in the style of client-go's tools/cache/reflector.go, instead of client-node's
+// makeInformer (which stops for good on any non-410 error and can stall silently, see shared notes §1.3–1.4).
+//
+//   LIST (paginated) → replace the store, emitting ADDED/MODIFIED/DELETED against the previous store, so a
+//   relist after a gap synthesises the DELETEs that were missed → WATCH from the list resourceVersion with
+//   bookmarks and a random server-side timeout in [300, 600] s.
+//
+//   watch ended normally (server timeout)   → watch again from the last resourceVersion
+//   410 Gone / Expired (HTTP or ERROR event) → relist
+//   any other error                          → wait (backoff 800 ms → 30 s, ×2, jitter, reset after 2 min
+//                                               without errors) and watch again from the last resourceVersion
+//   nothing (no event, no bookmark) for longer than the watch timeout + slack, or `stallSeconds`
+//                                            → abort the stream and relist ("stalled")
+//
+// Objects are kept as the plain JSON the API server sent (no typed-model round trip that drops fields).
+// The I/O sits behind ListWatchClient so tests can drive the reflector with a fake.
+import { HttpMethod, type KubeConfig, RequestContext, Watch } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { type Dispatcher, fetch } from 'undici';
+import type { KubeObject } from '../adapters/kubernetes.js';
+import type { Metrics } from '../metrics/metrics.js';
+
+export type { KubeObject };
+
+// ---------------------------------------------------------------------------------------------------------
+// I/O interface
+
+export interface ListOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** Page size (`limit`); the client follows `continue` until the list is complete. */
+  limit?: number;
+  signal?: AbortSignal;
+}
+
+export interface ListResult {
+  /** Every item, with apiVersion/kind filled in from the list. */
+  items: KubeObject[];
+  /** metadata.resourceVersion of the list: where the following watch starts. */
+  resourceVersion: string;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+export interface WatchOptions {
+  resourceVersion: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  allowWatchBookmarks: boolean;
+  /** Server-side timeout: the server ends the stream normally after this long. */
+  timeoutSeconds: number;
+}
+
+export interface WatchHandle {
+  /** Ends the stream. onDone is not called for a stream aborted through its handle. */
+  abort(): void;
+}
+
+export interface ListWatchClient {
+  list(path: string, opts: ListOptions): Promise<ListResult>;
+  /**
+   * Opens a watch stream. `onEvent` gets each event (for ERROR, `obj` is a Status); `onDone` is called once
+   * when the stream ends: with no argument for a normal end, with an error otherwise (HTTP status in
+   * `code`, see WatchHttpError). `onOpen` is called when the server accepted the watch (HTTP 200).
+   */
+  watch(
+    path: string,
+    opts: WatchOptions,
+    onEvent: (type: WatchEventType, obj: KubeObject) => void,
+    onDone: (err?: unknown) => void,
+    onOpen?: () => void,
+  ): WatchHandle;
+}
+
+/** An HTTP-level failure of a list or watch request. */
+export class WatchHttpError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WatchHttpError';
+  }
+}
+
+/** The client gave up on a stream that sent nothing for too long (client-side inactivity timeout). */
+export class WatchInactiveError extends Error {
+  override name = 'WatchInactiveError';
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reflector
+
+export type AddHandler = (obj: KubeObject) => void;
+export type UpdateHandler = (oldObj: KubeObject, newObj: KubeObject) => void;
+export type DeleteHandler = (obj: KubeObject) => void;
+export type ResyncHandler = (objs: KubeObject[]) => void;
+
+export interface BackoffOptions {
+  initialMs: number;
+  maxMs: number;
+  factor: number;
+  /** delay·(1 + jitter·rand), capped at maxMs. */
+  jitter: number;
+  /** The delay starts again from initialMs when the previous backoff was longer ago than this. */
+  resetAfterMs: number;
+}
+
+/** client-go reflector defaults (tools/cache/reflector.go). */
+export const DEFAULT_BACKOFF: BackoffOptions = {
+  initialMs: 800,
+  maxMs: 30_000,
+  factor: 2,
+  jitter: 1,
+  resetAfterMs: 120_000,
+};
+
+export interface ReflectorOptions {
+  client: ListWatchClient;
+  /** Collection path, e.g. /api/v1/namespaces/ns/configmaps or /apis/rbac.authorization.k8s.io/v1/rolebindings. */
+  path: string;
+  /** Bounded metrics label (plural resource name, e.g. "configmaps"); defaults to the path's last segment. */
+  resource?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** List page size. Default 500. */
+  pageSize?: number;
+  /** Server-side watch timeout is random in [min, max] seconds. Defaults 300 / 600 (client-go). */
+  minWatchTimeoutSeconds?: number;
+  maxWatchTimeoutSeconds?: number;
+  /** Silence allowed beyond the watch timeout before the stream counts as stalled. Default 30. */
+  stallSlackSeconds?: number;
+  /** Absolute silence limit; overrides timeout + slack when set (useful with bookmarks every ~minute). */
+  stallSeconds?: number;
+  /** Calls the resync handlers with every stored object this often. 0/undefined = never. */
+  resyncPeriodMs?: number;
+  backoff?: Partial<BackoffOptions>;
+  metrics?: Metrics;
+  log?: Logger;
+}
+
+type Outcome =
+  | { reason: 'timeout'; events: number; durationMs: number }
+  | { reason: 'expired'; detail: string }
+  | { reason: 'stalled'; silentMs: number }
+  | { reason: 'error'; err: unknown }
+  | { reason: 'stopped' };
+
+/** Store key of an object: `namespace/name`, or `name` for cluster-scoped objects (client-go's MetaNamespaceKey). */
+export function objectKey(obj: { metadata: { name: string; namespace?: string } }): string {
+  return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
+}
+
+export class Reflector {
+  readonly path: string;
+  readonly resource: string;
+  private store = new Map<string, KubeObject>();
+  private rv = '';
+  private synced = false;
+  private healthy = false;
+  private watching = false;
+  private lastActivity = 0;
+  private currentStallMs = 0;
+  private stopped = false;
+  private loopDone: Promise<void> | undefined;
+  private syncedPromise: Promise<void> | undefined;
+  private resolveSynced: (() => void) | undefined;
+  private rejectSynced: ((err: Error) => void) | undefined;
+  private cancelCurrent: (() => void) | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private backoffMs = 0;
+  private lastBackoffAt = 0;
+  private readonly backoff: BackoffOptions;
+  private readonly adds: AddHandler[] = [];
+  private readonly updates: UpdateHandler[] = [];
+  private readonly deletes: DeleteHandler[] = [];
+  private readonly resyncs: ResyncHandler[] = [];
+  private readonly log: Logger | undefined;
+
+  constructor(private readonly opts: ReflectorOptions) {
+    this.path = opts.path;
+    this.resource = opts.resource ?? opts.path.split('/').filter(Boolean).at(-1) ?? opts.path;
+    this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    this.log = opts.log?.child({
+      reflector: this.path,
+      ...(opts.labelSelector ? { selector: opts.labelSelector } : {}),
+    });
+  }
+
+  // --- handlers (register before start(); handler errors are logged and swallowed) ---
+
+  onAdd(fn: AddHandler): this {
+    this.adds.push(fn);
+    return this;
+  }
+  onUpdate(fn: UpdateHandler): this {
+    this.updates.push(fn);
+    return this;
+  }
+  onDelete(fn: DeleteHandler): this {
+    this.deletes.push(fn);
+    return this;
+  }
+  /** Called every resyncPeriodMs with all stored objects (re-enqueue everything, level-triggered). */
+  onResync(fn: ResyncHandler): this {
+    this.resyncs.push(fn);
+    return this;
+  }
+
+  // --- lifecycle ---
+
+  /** Starts list-watching; resolves once the first list has filled the store (HasSynced). Idempotent. */
+  start(): Promise<void> {
+    if (this.syncedPromise) return this.syncedPromise;
+    this.syncedPromise = new Promise<void>((resolve, reject) => {
+      this.resolveSynced = resolve;
+      this.rejectSynced = reject;
+    });
+    this.syncedPromise.catch(() => {}); // rejection only matters to whoever awaits start()
+    if (this.stopped) {
+      this.rejectSynced?.(new Error(`reflector ${this.path} stopped before it synced`));
+      return this.syncedPromise;
+    }
+    this.loopDone = this.loop();
+    const period = this.opts.resyncPeriodMs ?? 0;
+    if (period > 0) {
+      this.resyncTimer = setInterval(() => this.resync(), period);
+      this.resyncTimer.unref();
+    }
+    return this.syncedPromise;
+  }
+
+  /** Stops the watch and all timers; resolves when the loop has exited. The store stays readable. */
+  async stop(): Promise<void> {
+    if (this.stopped) return this.loopDone;
+    this.stopped = true;
+    this.healthy = false;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.cancelCurrent?.();
+    if (!this.synced) this.rejectSynced?.(new Error(`reflector ${this.path} stopped before it synced`));
+    await this.loopDone;
+  }
+
+  /** The first list completed (the store reflects the server at least once). */
+  hasSynced(): boolean {
+    return this.synced;
+  }
+
+  /** Synced, the last watch attempt did not fail, and something arrived within the stall limit. */
+  isLive(): boolean {
+    if (!this.synced || !this.healthy || this.stopped) return false;
+    return !this.watching || Date.now() - this.lastActivity <= this.currentStallMs;
+  }
+
+  /** resourceVersion the next watch would start from. */
+  lastSyncResourceVersion(): string {
+    return this.rv;
+  }
+
+  // --- store ---
+
+  list(): KubeObject[] {
+    return [...this.store.values()];
+  }
+
+  get(key: string): KubeObject | undefined {
+    return this.store.get(key);
+  }
+
+  keys(): string[] {
+    return [...this.store.keys()];
+  }
+
+  size(): number {
+    return this.store.size;
+  }
+
+  /** Calls the resync handlers now with all stored objects (what the periodic timer does). */
+  resync(): void {
+    if (!this.synced || this.stopped) return;
+    const all = this.list();
+    for (const fn of this.resyncs) this.safely('resync', () => fn(all));
+  }
+
+  // --- the loop ---
+
+  private async loop(): Promise<void> {
+    let needList = true;
+    let expiredInARow = 0;
+    while (!this.stopped) {
+      if (needList) {
+        try {
+          await this.relist();
+          needList = false;
+        } catch (err) {
+          if (this.stopped) break;
+          this.healthy = false;
+          this.restarted('error');
+          const delay = this.nextBackoff();
+          this.log?.warn({ err, delayMs: Math.round(delay) }, 'list failed; retrying');
+          await this.sleep(delay);
+          continue;
+        }
+      }
+      if (this.stopped) break;
+      const outcome = await this.watchOnce();
+      if (this.stopped || outcome.reason === 'stopped') break;
+      this.restarted(outcome.reason);
+      switch (outcome.reason) {
+        case 'timeout':
+          expiredInARow = 0;
+          // A stream that ends at once without any event is a broken server/proxy, not a timeout:
+          // treat like an error so we don't spin (client-go: "very short watch").
+          if (outcome.events === 0 && outcome.durationMs < 1000) {
+            this.healthy = false;
+            const delay = this.nextBackoff();
+            this.log?.warn({ delayMs: Math.round(delay) }, 'watch closed immediately without events; backing off');
+            await this.sleep(delay);
+          } else {
+            this.log?.debug({ events: outcome.events, rv: this.rv }, 'watch ended; watching again');
+          }
+          break;
+        case 'expired':
+          needList = true;
+          expiredInARow++;
+          this.log?.info({ detail: outcome.detail, rv: this.rv }, 'resourceVersion expired; relisting');
+          if (expiredInARow > 1) await this.sleep(this.nextBackoff());
+          break;
+        case 'stalled':
+          needList = true;
+          this.healthy = false;
+          this.log?.warn({ silentMs: outcome.silentMs }, 'watch stalled; relisting');
+          break;
+        case 'error': {
+          this.healthy = false;
+          const delay = this.nextBackoff();
+          this.log?.warn({ err: outcome.err, delayMs: Math.round(delay), rv: this.rv }, 'watch failed; retrying');
+          await this.sleep(delay);
+          break;
+        }
+      }
+    }
+    this.watching = false;
+  }
+
+  private async relist(): Promise<void> {
+    const ac = new AbortController();
+    this.cancelCurrent = () => ac.abort();
+    let res: ListResult;
+    try {
+      res = await this.opts.client.list(this.path, {
+        labelSelector: this.opts.labelSelector,
+        fieldSelector: this.opts.fieldSelector,
+        limit: this.opts.pageSize ?? 500,
+        signal: ac.signal,
+      });
+    } finally {
+      this.cancelCurrent = undefined;
+    }
+    if (this.stopped) return;
+    const previous = this.store;
+    const next = new Map<string, KubeObject>();
+    for (const item of res.items) next.set(objectKey(item), item);
+    this.store = next;
+    this.rv = res.resourceVersion;
+    const wasSynced = this.synced;
+    this.synced = true;
+    this.log?.debug({ items: next.size, rv: this.rv, relist: wasSynced }, 'listed');
+    for (const [key, obj] of next) {
+      const old = previous.get(key);
+      if (!old) this.emitAdd(obj);
+      else this.emitChange(old, obj);
+    }
+    for (const [key, old] of previous) if (!next.has(key)) this.emitDelete(old);
+    if (!wasSynced) this.resolveSynced?.();
+  }
+
+  private watchOnce(): Promise<Outcome> {
+    const min = this.opts.minWatchTimeoutSeconds ?? 300;
+    const max = Math.max(min, this.opts.maxWatchTimeoutSeconds ?? 600);
+    const timeoutSeconds = Math.floor(min + Math.random() * (max - min + 1));
+    const stallMs = (this.opts.stallSeconds ?? timeoutSeconds + (this.opts.stallSlackSeconds ?? 30)) * 1000;
+    const started = Date.now();
+    this.currentStallMs = stallMs;
+    this.lastActivity = started;
+    this.watching = true;
+    return new Promise<Outcome>((resolve) => {
+      let settled = false;
+      let events = 0;
+      let handle: WatchHandle | undefined;
+      let watchdog: NodeJS.Timeout | undefined;
+      const finish = (o: Outcome) => {
+        if (settled) return;
+        settled = true;
+        this.watching = false;
+        clearTimeout(watchdog);
+        this.cancelCurrent = undefined;
+        handle?.abort();
+        resolve(o);
+      };
+      const arm = (ms: number) => {
+        watchdog = setTimeout(() => {
+          const silent = Date.now() - this.lastActivity;
+          if (silent >= stallMs) finish({ reason: 'stalled', silentMs: silent });
+          else arm(stallMs - silent);
+        }, ms);
+        watchdog.unref();
+      };
+      arm(stallMs);
+      this.cancelCurrent = () => finish({ reason: 'stopped' });
+      const onEvent = (type: WatchEventType, obj: KubeObject) => {
+        if (settled) return;
+        events++;
+        this.lastActivity = Date.now();
+        this.healthy = true;
+        this.opts.metrics?.lastWatchEvent.set({ resource: this.resource }, this.lastActivity / 1000);
+        if (type === 'ERROR') {
+          const status = obj as unknown as { code?: number; reason?: string; message?: string };
+          if (status.code === 410 || status.reason === 'Expired' || status.reason === 'Gone') {
+            finish({ reason: 'expired', detail: status.message ?? 'ERROR event 410' });
+          } else {
+            finish({
+              reason: 'error',
+              err: new WatchHttpError(status.code ?? 0, status.reason ?? 'Unknown', status.message ?? 'ERROR event'),
+            });
+          }
+          return;
+        }
+        this.apply(type, obj);
+      };
+      const onDone = (err?: unknown) => {
+        if (settled) return;
+        if (err === undefined || err === null) {
+          finish({ reason: 'timeout', events, durationMs: Date.now() - started });
+        } else if (statusCode(err) === 410) {
+          finish({ reason: 'expired', detail: errMessage(err) });
+        } else if (err instanceof WatchInactiveError) {
+          finish({ reason: 'stalled', silentMs: Date.now() - this.lastActivity });
+        } else {
+          finish({ reason: 'error', err });
+        }
+      };
+      const onOpen = () => {
+        if (settled) return;
+        this.lastActivity = Date.now();
+        this.healthy = true;
+      };
+      this.log?.debug({ rv: this.rv, timeoutSeconds }, 'watching');
+      try {
+        handle = this.opts.client.watch(
+          this.path,
+          {
+            resourceVersion: this.rv,
+            labelSelector: this.opts.labelSelector,
+            fieldSelector: this.opts.fieldSelector,
+            allowWatchBookmarks: true,
+            timeoutSeconds,
+          },
+          onEvent,
+          onDone,
+          onOpen,
+        );
+      } catch (err) {
+        finish({ reason: 'error', err });
+      }
+      if (settled) handle?.abort();
+    });
+  }
+
+  private apply(type: WatchEventType, obj: KubeObject): void {
+    const rv = obj?.metadata?.resourceVersion;
+    if (type === 'BOOKMARK') {
+      if (rv) this.rv = rv;
+      return;
+    }
+    if (!obj?.metadata?.name) {
+      this.log?.warn({ type }, 'watch event without object metadata; ignored');
+      return;
+    }
+    const key = objectKey(obj);
+    switch (type) {
+      case 'ADDED':
+      case 'MODIFIED': {
+        const old = this.store.get(key);
+        this.store.set(key, obj);
+        if (rv) this.rv = rv;
+        if (old) this.emitChange(old, obj);
+        else this.emitAdd(obj);
+        break;
+      }
+      case 'DELETED': {
+        const old = this.store.get(key);
+        this.store.delete(key);
+        if (rv) this.rv = rv;
+        if (old) this.emitDelete(obj);
+        break;
+      }
+      default:
+        this.log?.warn({ type }, 'unknown watch event type; ignored');
+    }
+  }
+
+  private emitAdd(obj: KubeObject): void {
+    for (const fn of this.adds) this.safely('add', () => fn(obj));
+  }
+
+  /** Same key: an update if the object changed, or a delete + add if it was re-created (new uid). */
+  private emitChange(old: KubeObject, obj: KubeObject): void {
+    const oldUid = old.metadata.uid;
+    const newUid = obj.metadata.uid;
+    if (oldUid && newUid && oldUid !== newUid) {
+      this.emitDelete(old);
+      this.emitAdd(obj);
+      return;
+    }
+    if (old.metadata.resourceVersion === obj.metadata.resourceVersion) return;
+    for (const fn of this.updates) this.safely('update', () => fn(old, obj));
+  }
+
+  private emitDelete(obj: KubeObject): void {
+    for (const fn of this.deletes) this.safely('delete', () => fn(obj));
+  }
+
+  private safely(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log?.error({ err, handler: what }, 'reflector event handler threw');
+    }
+  }
+
+  private restarted(reason: 'timeout' | 'expired' | 'stalled' | 'error'): void {
+    this.opts.metrics?.watchRestarts.inc({ resource: this.resource, reason });
+  }
+
+  private nextBackoff(): number {
+    const b = this.backoff;
+    const now = Date.now();
+    if (this.backoffMs === 0 || now - this.lastBackoffAt > b.resetAfterMs) this.backoffMs = b.initialMs;
+    else this.backoffMs = Math.min(this.backoffMs * b.factor, b.maxMs);
+    this.lastBackoffAt = now;
+    return Math.min(this.backoffMs * (1 + b.jitter * Math.random()), b.maxMs);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      t.unref();
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.cancelCurrent = () => {
+        this.cancelCurrent = undefined;
+        done();
+      };
+    });
+  }
+}
+
+function statusCode(err: unknown): number | undefined {
+  if (err instanceof WatchHttpError) return err.code;
+  const e = err as { statusCode?: unknown; code?: unknown } | undefined;
+  if (typeof e?.statusCode === 'number') return e.statusCode;
+  if (typeof e?.code === 'number') return e.code;
+  return undefined;
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// ListWatchClient over client-node: raw JSON GET for LIST (via the KubeConfig's auth and TLS), client-node's
+// Watch for WATCH.
+
+export interface KubeListWatchClientOptions {
+  /** Per-page timeout of LIST requests. Default 60 s. */
+  listTimeoutMs?: number;
+  /**
+   * Extra time beyond the server-side timeoutSeconds before client-node's own inactivity timer gives up
+   * on a silent stream. It must exceed the reflector's stall slack so the reflector's watchdog decides.
+   * Default 90 s.
+   */
+  inactivitySlackMs?: number;
+}
+
+export class KubeListWatchClient implements ListWatchClient {
+  private readonly server: string;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly opts: KubeListWatchClientOptions = {},
+  ) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    this.server = cluster.server.replace(/\/+$/, '');
+  }
+
+  async list(path: string, opts: ListOptions): Promise<ListResult> {
+    // A `continue` token can expire (410) between pages on a busy cluster: start over with one full list.
+    try {
+      return await this.listPages(path, opts, opts.limit);
+    } catch (err) {
+      if (err instanceof WatchHttpError && err.code === 410 && opts.limit) return this.listPages(path, opts, undefined);
+      throw err;
+    }
+  }
+
+  private async listPages(path: string, opts: ListOptions, limit: number | undefined): Promise<ListResult> {
+    const items: KubeObject[] = [];
+    let cont: string | undefined;
+    let rv = '';
+    do {
+      const q = new URLSearchParams();
+      if (opts.labelSelector) q.set('labelSelector', opts.labelSelector);
+      if (opts.fieldSelector) q.set('fieldSelector', opts.fieldSelector);
+      if (limit) q.set('limit', String(limit));
+      if (cont) q.set('continue', cont);
+      const page = await this.get<{
+        apiVersion?: string;
+        kind?: string;
+        metadata?: { resourceVersion?: string; continue?: string };
+        items?: KubeObject[];
+      }>(`${path}?${q}`, opts.signal);
+      const apiVersion = page.apiVersion ?? '';
+      const kind = page.kind?.replace(/List$/, '') ?? '';
+      for (const item of page.items ?? []) {
+        items.push({ ...item, apiVersion: item.apiVersion ?? apiVersion, kind: item.kind ?? kind });
+      }
+      rv = page.metadata?.resourceVersion ?? rv;
+      cont = page.metadata?.continue || undefined;
+    } while (cont);
+    return { items, resourceVersion: rv };
+  }
+
+  private async get<T>(pathAndQuery: string, signal: AbortSignal | undefined): Promise<T> {
+    const ctx = new RequestContext(this.server + pathAndQuery, HttpMethod.GET);
+    await this.kc.applySecurityAuthentication(ctx);
+    const timeout = AbortSignal.timeout(this.opts.listTimeoutMs ?? 60_000);
+    const res = await fetch(this.server + pathAndQuery, {
+      method: 'GET',
+      headers: { ...ctx.getHeaders(), accept: 'application/json' },
+      dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    });
+    const text = await res.text();
+    if (res.status === 200) return JSON.parse(text) as T;
+    let status: { reason?: string; message?: string } = {};
+    try {
+      status = JSON.parse(text);
+    } catch {
+      // not a Status body
+    }
+    throw new WatchHttpError(
+      res.status,
+      status.reason ?? `HTTP${res.status}`,
+      `LIST ${pathAndQuery.split('?')[0]}: ${res.status} ${status.message ?? text.slice(0, 200)}`,
+    );
+  }
+
+  watch(
+    path: string,
+    opts: WatchOptions,
+    onEvent: (type: WatchEventType, obj: KubeObject) => void,
+    onDone: (err?: unknown) => void,
+    onOpen?: () => void,
+  ): WatchHandle {
+    const w = new Watch(this.kc);
+    // client-node 2.x aborts a stream after 30 s without data (private `requestTimeoutMs`), which is shorter
+    // than the apiserver's bookmark interval (~1 min) on a quiet resource. Raise it above the reflector's own
+    // stall limit; if a future version drops the field we only get more (harmless) reconnects.
+    const inactivityMs = opts.timeoutSeconds * 1000 + (this.opts.inactivitySlackMs ?? 90_000);
+    if ('requestTimeoutMs' in w) (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs = inactivityMs;
+    let aborted = false;
+    let done = false;
+    let controller: AbortController | undefined;
+    const query: Record<string, string | number | boolean | undefined> = {
+      resourceVersion: opts.resourceVersion || undefined,
+      allowWatchBookmarks: opts.allowWatchBookmarks,
+      timeoutSeconds: opts.timeoutSeconds,
+      labelSelector: opts.labelSelector || undefined,
+      fieldSelector: opts.fieldSelector || undefined,
+    };
+    w.watch(
+      path,
+      query,
+      (type, obj) => {
+        if (!aborted && !done) onEvent(type as WatchEventType, obj as KubeObject);
+      },
+      (err) => {
+        if (done || aborted) return;
+        done = true;
+        onDone(normalizeWatchError(err));
+      },
+    ).then(
+      (c) => {
+        controller = c;
+        if (aborted) c.abort();
+        else if (!done) onOpen?.();
+      },
+      (err) => {
+        if (done || aborted) return;
+        done = true;
+        onDone(normalizeWatchError(err) ?? new Error('watch failed'));
+      },
+    );
+    return {
+      abort: () => {
+        if (aborted) return;
+        aborted = true;
+        controller?.abort();
+      },
+    };
+  }
+}
+
+function normalizeWatchError(err: unknown): unknown {
+  if (err === null || err === undefined) return undefined;
+  const e = err as { statusCode?: number; name?: string; message?: string };
+  if (typeof e.statusCode === 'number') {
+    return new WatchHttpError(e.statusCode, `HTTP${e.statusCode}`, `WATCH: ${e.statusCode} ${e.message ?? ''}`.trim());
+  }
+  if (e.name === 'TimeoutError') return new WatchInactiveError(e.message ?? 'watch inactive');
+  return err;
+}
