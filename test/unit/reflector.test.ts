@@ -1,0 +1,559 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { defaultConfig, RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '../../src/config/config.js';
+import { Metrics } from '../../src/metrics/metrics.js';
+import {
+  type KubeObject,
+  type ListOptions,
+  type ListResult,
+  type ListWatchClient,
+  Reflector,
+  type ReflectorOptions,
+  type WatchEventType,
+  type WatchHandle,
+  WatchHttpError,
+  type WatchOptions,
+} from '../../src/watch/reflector.js';
+import { configMapEventFilter, configMapSource, managedObjectSources } from '../../src/watch/sources.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// A scriptable fake API server: a store with a resourceVersion counter; the test drives watch streams.
+
+interface FakeWatch {
+  path: string;
+  opts: WatchOptions;
+  aborted: boolean;
+  done: boolean;
+  emit(type: WatchEventType, obj: KubeObject): void;
+  end(err?: unknown): void;
+  open(): void;
+}
+
+class FakeClient implements ListWatchClient {
+  objects = new Map<string, KubeObject>();
+  rv = 100;
+  lists: { path: string; opts: ListOptions }[] = [];
+  watches: FakeWatch[] = [];
+  listError: Error | undefined;
+
+  put(name: string, data: Record<string, string> = {}, extra: Partial<KubeObject['metadata']> = {}): KubeObject {
+    this.rv++;
+    const obj: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: 'ns', uid: `uid-${name}`, resourceVersion: String(this.rv), ...extra },
+      data,
+    };
+    this.objects.set(name, obj);
+    return obj;
+  }
+
+  remove(name: string): KubeObject | undefined {
+    const o = this.objects.get(name);
+    this.objects.delete(name);
+    this.rv++;
+    return o && { ...o, metadata: { ...o.metadata, resourceVersion: String(this.rv) } };
+  }
+
+  async list(path: string, opts: ListOptions): Promise<ListResult> {
+    this.lists.push({ path, opts });
+    await sleep(1);
+    if (this.listError) throw this.listError;
+    const ns = /\/namespaces\/([^/]+)\/configmaps$/.exec(path)?.[1];
+    const items = [...this.objects.values()].filter((o) => !ns || o.metadata.namespace === ns);
+    return { items: items.map((o) => structuredClone(o)), resourceVersion: String(this.rv) };
+  }
+
+  watch(
+    path: string,
+    opts: WatchOptions,
+    onEvent: (type: WatchEventType, obj: KubeObject) => void,
+    onDone: (err?: unknown) => void,
+    onOpen?: () => void,
+  ): WatchHandle {
+    const w: FakeWatch = {
+      path,
+      opts,
+      aborted: false,
+      done: false,
+      emit: (type, obj) => {
+        if (!w.aborted && !w.done) onEvent(type, obj);
+      },
+      end: (err) => {
+        if (w.aborted || w.done) return;
+        w.done = true;
+        onDone(err);
+      },
+      open: () => onOpen?.(),
+    };
+    this.watches.push(w);
+    queueMicrotask(() => w.open());
+    return {
+      abort: () => {
+        w.aborted = true;
+      },
+    };
+  }
+
+  get lastWatch(): FakeWatch {
+    const w = this.watches.at(-1);
+    if (!w) throw new Error('no watch yet');
+    return w;
+  }
+}
+
+async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(2);
+  }
+}
+
+type Ev = [string, string, string?];
+
+function recorder(r: Reflector): Ev[] {
+  const events: Ev[] = [];
+  r.onAdd((o) => events.push(['ADD', o.metadata.name]));
+  r.onUpdate((old, o) =>
+    events.push(['UPDATE', o.metadata.name, `${old.metadata.resourceVersion}->${o.metadata.resourceVersion}`]),
+  );
+  r.onDelete((o) => events.push(['DELETE', o.metadata.name]));
+  return events;
+}
+
+const running: Reflector[] = [];
+function reflector(client: FakeClient, extra: Partial<ReflectorOptions> = {}): Reflector {
+  const r = new Reflector({
+    client,
+    path: '/api/v1/namespaces/ns/configmaps',
+    labelSelector: 'app=workspace-config',
+    backoff: { initialMs: 20, maxMs: 200, jitter: 0 },
+    ...extra,
+  });
+  running.push(r);
+  return r;
+}
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((r) => r.stop()));
+});
+
+describe('Reflector', () => {
+  it('lists (with selector and page size), emits ADDs, then watches from the list RV with bookmarks', async () => {
+    const c = new FakeClient();
+    c.put('a');
+    c.put('b');
+    const r = reflector(c);
+    const ev = recorder(r);
+    expect(r.hasSynced()).toBe(false);
+    await r.start();
+    expect(r.hasSynced()).toBe(true);
+    expect(ev).toEqual([
+      ['ADD', 'a'],
+      ['ADD', 'b'],
+    ]);
+    expect(c.lists[0]?.opts).toMatchObject({ labelSelector: 'app=workspace-config', limit: 500 });
+    await until(() => c.watches.length === 1);
+    const w = c.lastWatch;
+    expect(w.opts.resourceVersion).toBe('102');
+    expect(w.opts.allowWatchBookmarks).toBe(true);
+    expect(w.opts.labelSelector).toBe('app=workspace-config');
+    expect(w.opts.timeoutSeconds).toBeGreaterThanOrEqual(300);
+    expect(w.opts.timeoutSeconds).toBeLessThanOrEqual(600);
+    expect(r.get('ns/a')?.metadata.name).toBe('a');
+    expect(r.list().map((o) => o.metadata.name)).toEqual(['a', 'b']);
+    await until(() => r.isLive());
+  });
+
+  it('applies watch events to the store and calls add/update(old,new)/delete', async () => {
+    const c = new FakeClient();
+    c.put('a');
+    const r = reflector(c);
+    const ev = recorder(r);
+    await r.start();
+    await until(() => c.watches.length === 1);
+    c.lastWatch.emit('ADDED', c.put('b'));
+    c.lastWatch.emit('MODIFIED', c.put('a', { x: '1' }));
+    c.lastWatch.emit('DELETED', c.remove('b') as KubeObject);
+    expect(ev).toEqual([
+      ['ADD', 'a'],
+      ['ADD', 'b'],
+      ['UPDATE', 'a', '101->103'],
+      ['DELETE', 'b'],
+    ]);
+    expect(r.get('ns/a')?.data).toEqual({ x: '1' });
+    expect(r.get('ns/b')).toBeUndefined();
+    expect(r.lastSyncResourceVersion()).toBe('104');
+  });
+
+  it('keeps unknown fields (plain JSON, no typed-model round trip)', async () => {
+    const c = new FakeClient();
+    const o = c.put('a');
+    (o as Record<string, unknown>).someFutureField = { keep: true };
+    const r = reflector(c);
+    await r.start();
+    expect((r.get('ns/a') as Record<string, unknown>).someFutureField).toEqual({ keep: true });
+  });
+
+  it('on HTTP 410 relists and synthesises DELETE/UPDATE/ADD for what happened in the gap', async () => {
+    const c = new FakeClient();
+    const m = new Metrics('workspace', { defaultMetrics: false });
+    c.put('a');
+    c.put('b');
+    c.put('c');
+    const r = reflector(c, { metrics: m, resource: 'configmaps' });
+    const ev = recorder(r);
+    await r.start();
+    await until(() => c.watches.length === 1);
+    // Events the watch never delivered:
+    c.remove('b');
+    c.put('c', { changed: 'yes' });
+    c.put('d');
+    c.lastWatch.end(new WatchHttpError(410, 'Expired', 'too old resource version'));
+    await until(() => c.watches.length === 2);
+    expect(c.lists.length).toBe(2);
+    expect(ev.slice(3)).toEqual([
+      ['UPDATE', 'c', '103->105'],
+      ['ADD', 'd'],
+      ['DELETE', 'b'],
+    ]);
+    expect(c.lastWatch.opts.resourceVersion).toBe('106');
+    expect(r.keys().sort()).toEqual(['ns/a', 'ns/c', 'ns/d']);
+    expect(await m.render()).toMatch(
+      /flyte_workspace_watch_restarts_total\{resource="configmaps",reason="expired"\} 1/,
+    );
+  });
+
+  it('on an in-stream ERROR 410 event relists', async () => {
+    const c = new FakeClient();
+    c.put('a');
+    const r = reflector(c);
+    const ev = recorder(r);
+    await r.start();
+    await until(() => c.watches.length === 1);
+    c.remove('a');
+    c.lastWatch.emit('ERROR', {
+      kind: 'Status',
+      apiVersion: 'v1',
+      code: 410,
+      reason: 'Expired',
+      message: 'too old',
+    } as unknown as KubeObject);
+    expect(c.watches[0]?.aborted).toBe(true);
+    await until(() => c.watches.length === 2);
+    expect(c.lists.length).toBe(2);
+    expect(ev).toEqual([
+      ['ADD', 'a'],
+      ['DELETE', 'a'],
+    ]);
+  });
+
+  it('treats a re-created object (new uid) as DELETE + ADD on relist', async () => {
+    const c = new FakeClient();
+    c.put('a');
+    const r = reflector(c);
+    const ev = recorder(r);
+    await r.start();
+    await until(() => c.watches.length === 1);
+    c.put('a', {}, { uid: 'uid-a-2' });
+    c.lastWatch.end(new WatchHttpError(410, 'Gone', 'gone'));
+    await until(() => c.watches.length === 2);
+    expect(ev).toEqual([
+      ['ADD', 'a'],
+      ['DELETE', 'a'],
+      ['ADD', 'a'],
+    ]);
+  });
+
+  it('on other errors restarts the watch from the last RV with growing backoff, without relisting', async () => {
+    const c = new FakeClient();
+    const m = new Metrics('workspace', { defaultMetrics: false });
+    c.put('a');
+    const r = reflector(c, { metrics: m, resource: 'configmaps' });
+    await r.start();
+    await until(() => c.watches.length === 1);
+    c.lastWatch.emit('MODIFIED', c.put('a', { v: '2' }));
+    const t0 = performance.now();
+    c.lastWatch.end(new Error('read ECONNRESET'));
+    await until(() => !r.isLive());
+    await until(() => c.watches.length === 2);
+    const gap1 = performance.now() - t0;
+    expect(gap1).toBeGreaterThanOrEqual(18);
+    expect(c.lastWatch.opts.resourceVersion).toBe('102');
+    const t1 = performance.now();
+    c.lastWatch.end(new WatchHttpError(500, 'InternalError', 'boom'));
+    await until(() => c.watches.length === 3);
+    const gap2 = performance.now() - t1;
+    expect(gap2).toBeGreaterThanOrEqual(38); // 20 → 40 ms
+    expect(c.lists.length).toBe(1);
+    await until(() => r.isLive()); // healthy again once the new watch is open
+    expect(await m.render()).toMatch(/flyte_workspace_watch_restarts_total\{resource="configmaps",reason="error"\} 2/);
+  });
+
+  it('retries a failing list with backoff and resolves start() once it succeeds', async () => {
+    const c = new FakeClient();
+    c.put('a');
+    c.listError = new WatchHttpError(403, 'Forbidden', 'nope');
+    const r = reflector(c);
+    let synced = false;
+    const started = r.start().then(() => {
+      synced = true;
+    });
+    await until(() => c.lists.length >= 2);
+    expect(synced).toBe(false);
+    c.listError = undefined;
+    await started;
+    expect(r.get('ns/a')).toBeDefined();
+  });
+
+  it('aborts a stalled watch (no event or bookmark within stallSeconds) and relists', async () => {
+    const c = new FakeClient();
+    const m = new Metrics('workspace', { defaultMetrics: false });
+    c.put('a');
+    const r = reflector(c, { stallSeconds: 0.15, metrics: m, resource: 'configmaps' });
+    const ev = recorder(r);
+    await r.start();
+    await until(() => c.watches.length === 1);
+    // Activity postpones the stall.
+    await sleep(80);
+    c.lastWatch.emit('BOOKMARK', { metadata: { resourceVersion: '101' } } as KubeObject);
+    await sleep(100);
+    expect(c.watches.length).toBe(1);
+    // Now silence: a change the dead stream never delivers is found by the relist.
+    c.remove('a');
+    await until(() => c.watches.length === 2, 2000);
+    expect(c.watches[0]?.aborted).toBe(true);
+    expect(c.lists.length).toBe(2);
+    expect(ev).toEqual([
+      ['ADD', 'a'],
+      ['DELETE', 'a'],
+    ]);
+    expect(await m.render()).toMatch(
+      /flyte_workspace_watch_restarts_total\{resource="configmaps",reason="stalled"\} 1/,
+    );
+  });
+
+  it('derives the stall limit from the watch timeout plus slack when stallSeconds is not set', async () => {
+    const c = new FakeClient();
+    const r = reflector(c, { minWatchTimeoutSeconds: 0, maxWatchTimeoutSeconds: 0, stallSlackSeconds: 0.1 });
+    await r.start();
+    await until(() => c.watches.length === 1);
+    expect(c.lastWatch.opts.timeoutSeconds).toBe(0);
+    await until(() => c.watches.length === 2, 2000);
+    expect(c.lists.length).toBe(2);
+  });
+
+  it('a BOOKMARK moves the resourceVersion; a normal end re-watches from it without relisting', async () => {
+    const c = new FakeClient();
+    const m = new Metrics('workspace', { defaultMetrics: false });
+    const r = reflector(c, { metrics: m, resource: 'configmaps' });
+    const ev = recorder(r);
+    await r.start();
+    await until(() => c.watches.length === 1);
+    c.lastWatch.emit('BOOKMARK', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { resourceVersion: '555' },
+    } as KubeObject);
+    expect(r.lastSyncResourceVersion()).toBe('555');
+    expect(ev).toEqual([]);
+    await sleep(1100); // not a "very short watch"
+    c.lastWatch.end();
+    await until(() => c.watches.length === 2);
+    expect(c.lastWatch.opts.resourceVersion).toBe('555');
+    expect(c.lists.length).toBe(1);
+    const text = await m.render();
+    expect(text).toMatch(/flyte_workspace_watch_restarts_total\{resource="configmaps",reason="timeout"\} 1/);
+    expect(text).toMatch(/flyte_workspace_last_watch_event_timestamp_seconds\{resource="configmaps"\} \d/);
+    const since = Number(
+      /flyte_workspace_seconds_since_last_watch_event\{resource="configmaps"\} ([\d.e-]+)/.exec(text)?.[1],
+    );
+    expect(since).toBeGreaterThanOrEqual(1);
+    expect(since).toBeLessThan(10);
+  });
+
+  it('backs off when a watch ends immediately without events (broken proxy), instead of spinning', async () => {
+    const c = new FakeClient();
+    const r = reflector(c, { backoff: { initialMs: 100, maxMs: 1000, jitter: 0 } });
+    await r.start();
+    await until(() => c.watches.length === 1);
+    c.lastWatch.end();
+    await sleep(50);
+    expect(c.watches.length).toBe(1);
+    await until(() => c.watches.length === 2);
+  });
+
+  it('calls onResync with every stored object periodically', async () => {
+    const c = new FakeClient();
+    c.put('a');
+    c.put('b');
+    const r = reflector(c, { resyncPeriodMs: 30 });
+    const batches: string[][] = [];
+    r.onResync((objs) => batches.push(objs.map((o) => o.metadata.name)));
+    await r.start();
+    await until(() => batches.length >= 2);
+    expect(batches[0]).toEqual(['a', 'b']);
+  });
+
+  it('stop() before the first list rejects start(); stop() aborts the running watch', async () => {
+    const c = new FakeClient();
+    c.listError = new Error('unreachable');
+    const r1 = reflector(c);
+    const p = r1.start();
+    await r1.stop();
+    await expect(p).rejects.toThrow(/stopped before it synced/);
+
+    const c2 = new FakeClient();
+    const r2 = reflector(c2);
+    await r2.start();
+    await until(() => c2.watches.length === 1);
+    await r2.stop();
+    expect(c2.lastWatch.aborted).toBe(true);
+    expect(r2.isLive()).toBe(false);
+    await sleep(50);
+    expect(c2.watches.length).toBe(1);
+  });
+
+  it('a throwing handler does not break the reflector', async () => {
+    const c = new FakeClient();
+    c.put('a');
+    const r = reflector(c);
+    const seen: string[] = [];
+    r.onAdd(() => {
+      throw new Error('handler bug');
+    });
+    r.onAdd((o) => seen.push(o.metadata.name));
+    await r.start();
+    await until(() => c.watches.length === 1);
+    c.lastWatch.emit('ADDED', c.put('b'));
+    expect(seen).toEqual(['a', 'b']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+
+function cm(
+  annotations: Record<string, string> = {},
+  data: Record<string, string> = { 'workspace.json': '{}' },
+): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: 'w', namespace: 'ns', uid: 'u1', resourceVersion: '1', annotations },
+    data,
+  };
+}
+
+describe('ConfigMap event filter', () => {
+  it('always passes adds and deletes', () => {
+    expect(configMapEventFilter('ADDED', cm())).toBe(true);
+    expect(configMapEventFilter('DELETED', cm())).toBe(true);
+  });
+
+  it('ignores changes only to the status annotation, resourceVersion or managedFields', () => {
+    const old = cm({ [STATUS_ANNOTATION]: '{"phase":"Pending"}' });
+    const next = cm({ [STATUS_ANNOTATION]: '{"phase":"Ready"}' });
+    next.metadata.resourceVersion = '2';
+    next.metadata.managedFields = [{ manager: 'flyte-workspace-controller' }];
+    expect(configMapEventFilter('MODIFIED', next, old)).toBe(false);
+  });
+
+  it('passes data, deletionTimestamp, finalizer, reconcile-request and uid changes', () => {
+    const base = cm();
+    expect(configMapEventFilter('MODIFIED', cm({}, { 'workspace.json': '{"a":1}' }), base)).toBe(true);
+    const deleting = cm();
+    deleting.metadata.deletionTimestamp = '2026-01-01T00:00:00Z';
+    expect(configMapEventFilter('MODIFIED', deleting, base)).toBe(true);
+    const fin = cm();
+    fin.metadata.finalizers = ['workspaces.flyte.org/cleanup'];
+    expect(configMapEventFilter('MODIFIED', fin, base)).toBe(true);
+    expect(configMapEventFilter('MODIFIED', cm({ [RECONCILE_REQUEST_ANNOTATION]: 'now' }), base)).toBe(true);
+    const recreated = cm();
+    recreated.metadata.uid = 'u2';
+    expect(configMapEventFilter('MODIFIED', recreated, base)).toBe(true);
+  });
+
+  it('data comparison ignores key order', () => {
+    expect(configMapEventFilter('MODIFIED', cm({}, { a: '1', b: '2' }), cm({}, { b: '2', a: '1' }))).toBe(false);
+  });
+});
+
+describe('watch sources', () => {
+  it('ConfigMap sources: one reflector per namespace, selector from config, status-only updates filtered', async () => {
+    const cfg = defaultConfig();
+    cfg.sourceNamespaces = ['ns', 'other'];
+    const c = new FakeClient();
+    c.put('w', { 'workspace.json': '{}' });
+    const events: string[] = [];
+    const s = configMapSource({
+      cfg,
+      client: c,
+      onEvent: (type, obj) => events.push(`${type} ${obj.metadata.name}`),
+    });
+    expect([...s.reflectors.keys()]).toEqual(['ns', 'other']);
+    await s.start();
+    try {
+      expect(c.lists.map((l) => l.path).sort()).toEqual([
+        '/api/v1/namespaces/ns/configmaps',
+        '/api/v1/namespaces/other/configmaps',
+      ]);
+      expect(c.lists.every((l) => l.opts.labelSelector === cfg.configMapSelector)).toBe(true);
+      await until(() => c.watches.length === 2);
+      const w = c.watches.find((x) => x.path === '/api/v1/namespaces/ns/configmaps') as FakeWatch;
+      const status = c.put(
+        'w',
+        { 'workspace.json': '{}' },
+        { annotations: { [STATUS_ANNOTATION]: '{"phase":"Ready"}' } },
+      );
+      w.emit('MODIFIED', status);
+      expect(s.get('ns/w')?.metadata.annotations?.[STATUS_ANNOTATION]).toBeDefined(); // cache is updated …
+      w.emit('MODIFIED', c.put('w', { 'workspace.json': '{"x":1}' }, { annotations: status.metadata.annotations }));
+      w.emit('DELETED', c.remove('w') as KubeObject);
+      expect(events).toEqual(['ADDED w', 'MODIFIED w', 'DELETED w']); // … but only real changes are emitted
+      expect(s.hasSynced()).toBe(true);
+      expect(s.get('other/w')).toBeUndefined();
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it("ConfigMap sources watch all namespaces with one reflector for ['*']", async () => {
+    const cfg = defaultConfig();
+    cfg.sourceNamespaces = ['*'];
+    const c = new FakeClient();
+    c.put('w');
+    const s = configMapSource({ cfg, client: c, onEvent: () => {} });
+    await s.start();
+    try {
+      expect(c.lists.map((l) => l.path)).toEqual(['/api/v1/configmaps']);
+      expect(s.get('ns/w')?.metadata.name).toBe('w');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('managed sources watch each kind cluster-wide with the managed-by selector', async () => {
+    const cfg = defaultConfig();
+    const c = new FakeClient();
+    const synced: string[] = [];
+    const s = managedObjectSources({ cfg, client: c, onEvent: () => {}, onSynced: (k) => synced.push(k) });
+    await s.start();
+    try {
+      expect(c.lists.map((l) => l.path).sort()).toEqual([
+        '/api/v1/namespaces',
+        '/api/v1/resourcequotas',
+        '/api/v1/serviceaccounts',
+        '/apis/networking.k8s.io/v1/networkpolicies',
+        '/apis/rbac.authorization.k8s.io/v1/rolebindings',
+      ]);
+      expect(new Set(c.lists.map((l) => l.opts.labelSelector))).toEqual(
+        new Set([`app.kubernetes.io/managed-by=${cfg.fieldManager}`]),
+      );
+      expect(synced.sort()).toEqual(['Namespace', 'NetworkPolicy', 'ResourceQuota', 'RoleBinding', 'ServiceAccount']);
+      expect(s.hasSynced()).toBe(true);
+    } finally {
+      await s.stop();
+    }
+  });
+});

@@ -1,0 +1,295 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { Metrics } from '../../src/metrics/metrics.js';
+import { type Result, WorkQueue, type WorkQueueOptions } from '../../src/queue/workqueue.js';
+
+function deferred<T = void>() {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(2);
+  }
+}
+
+function queue(process: WorkQueueOptions['process'], extra: Partial<WorkQueueOptions> = {}): WorkQueue {
+  return new WorkQueue({
+    name: 'test',
+    concurrency: 4,
+    baseDelayMs: 20,
+    maxDelayMs: 1000,
+    jitter: 0,
+    process,
+    ...extra,
+  });
+}
+
+async function metricValue(m: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = m.registry.getSingleMetric(name);
+  if (!metric) throw new Error(`no metric ${name}`);
+  const data = await metric.get();
+  const values = data.values.filter((v) =>
+    Object.entries(labels).every(([k, want]) => (v.labels as Record<string, unknown>)[k] === want),
+  );
+  return values.reduce((s, v) => s + v.value, 0);
+}
+
+describe('WorkQueue', () => {
+  it('coalesces adds: 10 adds + adds during processing → exactly 2 runs, never concurrent', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    const firstStarted = deferred();
+    const release = deferred();
+    const q = queue(async () => {
+      runs++;
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      if (runs === 1) {
+        firstStarted.resolve();
+        await release.promise;
+      } else {
+        await sleep(5);
+      }
+      running--;
+    });
+    for (let i = 0; i < 10; i++) q.add('ns/a');
+    await firstStarted.promise;
+    // While running: more adds mark it dirty once; no second concurrent run.
+    q.add('ns/a');
+    q.add('ns/a');
+    q.add('ns/a');
+    expect(q.len()).toBe(0);
+    expect(q.running()).toEqual(['ns/a']);
+    await sleep(20);
+    expect(runs).toBe(1);
+    release.resolve();
+    await until(() => q.idle());
+    await sleep(30);
+    expect(runs).toBe(2);
+    expect(maxRunning).toBe(1);
+    await q.shutDown();
+  });
+
+  it('runs different keys concurrently up to the concurrency limit', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    const release = deferred();
+    const seen: string[] = [];
+    const q = queue(
+      async (key) => {
+        seen.push(key);
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        await release.promise;
+        running--;
+      },
+      { concurrency: 3 },
+    );
+    for (const k of ['a', 'b', 'c', 'd', 'e']) q.add(k);
+    await until(() => running === 3);
+    await sleep(20);
+    expect(running).toBe(3);
+    expect(q.len()).toBe(2);
+    release.resolve();
+    await until(() => q.idle());
+    expect(maxRunning).toBe(3);
+    expect(seen.sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+    await q.shutDown();
+  });
+
+  it('backs off exponentially on failures and resets on success', async () => {
+    const times: number[] = [];
+    let failUntil = 4;
+    const q = queue(async () => {
+      times.push(performance.now());
+      if (times.length <= failUntil) throw new Error('boom');
+    });
+    q.add('k');
+    await until(() => times.length === 5, 5000);
+    const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
+    // base 20 ms, no jitter: 20, 40, 80, 160 (timers are never early; allow lateness)
+    expect(gaps[0]).toBeGreaterThanOrEqual(19);
+    expect(gaps[1]).toBeGreaterThanOrEqual(39);
+    expect(gaps[2]).toBeGreaterThanOrEqual(79);
+    expect(gaps[3]).toBeGreaterThanOrEqual(159);
+    expect(gaps[3]).toBeLessThan(400);
+    for (let i = 1; i < gaps.length; i++) expect(gaps[i] as number).toBeGreaterThan((gaps[i - 1] as number) * 1.5);
+    expect(q.numRequeues('k')).toBe(0); // success → forget
+    // After the reset, the next failure starts again from the base delay.
+    failUntil = 6;
+    const before = times.length;
+    q.add('k');
+    await until(() => times.length === before + 2);
+    const gap = (times[before + 1] as number) - (times[before] as number);
+    expect(gap).toBeGreaterThanOrEqual(19);
+    expect(gap).toBeLessThan(80);
+    await q.shutDown();
+  });
+
+  it('caps per-key backoff at maxDelayMs and applies jitter within bounds', () => {
+    const q = queue(async () => {}, { baseDelayMs: 100, maxDelayMs: 1000, jitter: 0.5, qps: 0 });
+    const when = (key: string) => (q as unknown as { when(k: string): number }).when(key);
+    const delays = Array.from({ length: 8 }, () => when('x'));
+    expect(delays[0]).toBeGreaterThanOrEqual(100);
+    expect(delays[0]).toBeLessThanOrEqual(150);
+    expect(delays[3]).toBeGreaterThanOrEqual(800);
+    for (const d of delays.slice(4)) {
+      expect(d).toBeGreaterThanOrEqual(1000);
+      expect(d).toBeLessThanOrEqual(1500);
+    }
+    expect(q.numRequeues('x')).toBe(8);
+    q.forget('x');
+    expect(q.numRequeues('x')).toBe(0);
+    void q.shutDown();
+  });
+
+  it('token bucket limits the overall retry rate once the burst is spent', () => {
+    const q = queue(async () => {}, { baseDelayMs: 1, maxDelayMs: 1, qps: 10, burst: 3 });
+    const when = (key: string) => (q as unknown as { when(k: string): number }).when(key);
+    const d = ['a', 'b', 'c', 'd', 'e'].map(when);
+    expect(d.slice(0, 3).every((x) => x <= 1)).toBe(true);
+    expect(d[3]).toBeGreaterThan(90); // ~100 ms: 1 token / (10/s)
+    expect(d[4]).toBeGreaterThan(190);
+    void q.shutDown();
+  });
+
+  it('addAfter: the earliest pending time wins', async () => {
+    const runs: number[] = [];
+    const t0 = performance.now();
+    const q = queue(async () => {
+      runs.push(performance.now() - t0);
+    });
+    q.addAfter('k', 300);
+    q.addAfter('k', 30); // earlier replaces
+    q.addAfter('k', 500); // later is ignored
+    expect(q.delayed()).toEqual(['k']);
+    await until(() => runs.length === 1);
+    expect(runs[0]).toBeGreaterThanOrEqual(29);
+    expect(runs[0]).toBeLessThan(250);
+    await sleep(400);
+    expect(runs.length).toBe(1);
+    await q.shutDown();
+  });
+
+  it('requeueAfterMs from process schedules another run; a thrown error retries', async () => {
+    let n = 0;
+    const q = queue(async (): Promise<Result> => {
+      n++;
+      if (n === 1) return { requeueAfterMs: 10 };
+      if (n === 2) throw new Error('once');
+    });
+    q.add('k');
+    await until(() => n === 3);
+    await sleep(50);
+    expect(n).toBe(3);
+    expect(q.numRequeues('k')).toBe(0);
+    await q.shutDown();
+  });
+
+  it('shutDown drains in-flight work within the deadline and returns abandoned keys', async () => {
+    const release = deferred();
+    const done: string[] = [];
+    const q = queue(
+      async (key) => {
+        if (key === 'slow') await release.promise;
+        else await sleep(10);
+        done.push(key);
+      },
+      { concurrency: 2 },
+    );
+    q.add('fast');
+    q.add('slow');
+    q.add('queued');
+    q.addAfter('later', 10_000);
+    await until(() => q.running().length === 2);
+    q.add('fast'); // dirty while running → would run again
+    const abandoned = await q.shutDown({ drainTimeoutMs: 200 });
+    expect(done).toEqual(['fast']);
+    expect(abandoned.sort()).toEqual(['fast', 'queued', 'slow']);
+    expect(q.delayed()).toEqual([]);
+    q.add('after-shutdown');
+    expect(q.len()).toBe(0);
+    release.resolve();
+    await sleep(10);
+    expect(done).toEqual(['fast', 'slow']);
+  });
+
+  it('shutDown returns nothing abandoned when in-flight work finishes in time', async () => {
+    const q = queue(async () => {
+      await sleep(30);
+    });
+    q.add('a');
+    await until(() => q.running().length === 1);
+    const t0 = performance.now();
+    expect(await q.shutDown({ drainTimeoutMs: 2000 })).toEqual([]);
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it('pause stops starting keys (adds still dedupe) and resume continues', async () => {
+    let runs = 0;
+    const q = queue(async () => {
+      runs++;
+    });
+    q.pause();
+    q.add('a');
+    q.add('a');
+    q.add('b');
+    await sleep(30);
+    expect(runs).toBe(0);
+    expect(q.len()).toBe(2);
+    q.resume();
+    await until(() => q.idle());
+    expect(runs).toBe(2);
+    await q.shutDown();
+  });
+
+  it('updates workqueue_* metrics and active workers', async () => {
+    const m = new Metrics('workspace', { defaultMetrics: false });
+    const labels = { name: 'test', controller: 'workspace' };
+    const release = deferred();
+    const started = deferred();
+    let failCalls = 0;
+    const q = queue(
+      async (key) => {
+        if (key === 'fail' && ++failCalls < 3) throw new Error('x');
+        if (key === 'slow') {
+          started.resolve();
+          await release.promise;
+        }
+      },
+      { metrics: m, concurrency: 1, metricsIntervalMs: 10 },
+    );
+    q.add('slow');
+    await started.promise;
+    q.add('a');
+    q.add('b');
+    q.add('a');
+    expect(await metricValue(m, 'workqueue_depth', labels)).toBe(2);
+    expect(await metricValue(m, 'workqueue_adds_total', labels)).toBe(3);
+    expect(await metricValue(m, 'controller_runtime_active_workers', { controller: 'workspace' })).toBe(1);
+    await sleep(60);
+    expect(await metricValue(m, 'workqueue_longest_running_processor_seconds', labels)).toBeGreaterThan(0.03);
+    expect(await metricValue(m, 'workqueue_unfinished_work_seconds', labels)).toBeGreaterThan(0.03);
+    release.resolve();
+    await until(() => q.idle());
+    q.add('fail');
+    await until(() => failCalls === 3 && q.idle());
+    expect(await metricValue(m, 'workqueue_retries_total', labels)).toBe(2);
+    expect(await metricValue(m, 'workqueue_depth', labels)).toBe(0);
+    expect(await metricValue(m, 'controller_runtime_active_workers', { controller: 'workspace' })).toBe(0);
+    await sleep(30);
+    expect(await metricValue(m, 'workqueue_longest_running_processor_seconds', labels)).toBe(0);
+    const text = await m.render();
+    expect(text).toMatch(/workqueue_queue_duration_seconds_count\{name="test",controller="workspace"\} 6/);
+    expect(text).toMatch(/workqueue_work_duration_seconds_count\{name="test",controller="workspace"\} 6/);
+    await q.shutDown();
+  });
+});
