@@ -4,7 +4,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FlyteAdminClient } from '../../src/adapters/flyteadmin.js';
 import { MANAGED_BY_LABEL, WORKSPACE_ID_LABEL } from '../../src/config/config.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
-import { type Project, type ProjectListRequest, Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
+import {
+  type Project,
+  Project_ProjectState,
+  type ProjectListRequest,
+} from '../../src/gen/flyteidl/admin/project_pb.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
 import { errorOutcome, StepError } from '../../src/reconcile/types.js';
 import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
