@@ -229,11 +229,14 @@ export function mergeConfig<T>(base: T, override: unknown, path = ''): T {
   for (const [k, v] of Object.entries(override)) {
     if (k === '__proto__' || k === 'constructor' || k === 'prototype') continue;
     const key = path ? `${path}.${k}` : k;
-    if (!(k in out) && !isOpenMap(path)) throw new ConfigError(key, 'unknown setting');
+    if (!(k in out) && !isOpenMap(path) && !OPTIONAL_SETTINGS.has(key)) throw new ConfigError(key, 'unknown setting');
     out[k] = mergeConfig(out[k], v, key);
   }
   return out as T;
 }
+
+// Optional settings have no default, so they are absent from defaultConfig() but still known.
+const OPTIONAL_SETTINGS = new Set(['aws.endpoint', 'aws.permissionsBoundaryArn', 'flyte.caFile']);
 
 // Maps whose keys are user-chosen (tier names, tier resources) rather than settings.
 function isOpenMap(path: string): boolean {
