@@ -1,0 +1,173 @@
+// Retry classification and budget logic of the FlyteAdmin client, without a network: an interceptor
+// answers every call, so the retry loop, limiter and error mapping are exercised in isolation.
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { CallStats } from '../../src/adapters/call-stats.js';
+import {
+  backoffDelayMs,
+  createFlyteAdminClient,
+  isRetryableCode,
+  Limiter,
+  RETRYABLE_CODES,
+} from '../../src/adapters/flyteadmin.js';
+import { defaultConfig } from '../../src/config/config.js';
+import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
+import { toStepError } from '../../src/reconcile/steps/flyte.js';
+import { StepError } from '../../src/reconcile/types.js';
+
+const log = pino({ level: 'silent' });
+const ALL_CODES = Object.values(Code).filter((c): c is Code => typeof c === 'number');
+
+/** A client whose every RPC is answered by `answer` (attempt number, method name). */
+function fakeClient(answer: (attempt: number, method: string) => unknown, flyte: Record<string, unknown> = {}) {
+  let attempts = 0;
+  const interceptor: Interceptor = () => async (req) => {
+    attempts++;
+    const result = answer(attempts, req.method.name);
+    if (result instanceof Error) throw result;
+    return {
+      stream: false,
+      service: req.service,
+      method: req.method,
+      header: new Headers(),
+      trailer: new Headers(),
+      message: result,
+    } as never;
+  };
+  const cfg = { ...defaultConfig().flyte, endpoint: 'http://127.0.0.1:9', maxAttempts: 4, ...flyte };
+  const stats = new CallStats('flyte');
+  const api = createFlyteAdminClient(cfg, {
+    stats,
+    log,
+    interceptors: [interceptor],
+    backoff: { baseMs: 1, maxMs: 2 },
+    fallbackDomains: ['development'],
+  });
+  return { api, stats, attempts: () => attempts };
+}
+
+describe('retry classification', () => {
+  it('retries exactly UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED', () => {
+    expect([...RETRYABLE_CODES].sort()).toEqual(
+      [Code.ResourceExhausted, Code.Unavailable, Code.DeadlineExceeded].sort(),
+    );
+    for (const code of ALL_CODES) {
+      expect(isRetryableCode(code), Code[code]).toBe(
+        code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.ResourceExhausted,
+      );
+    }
+  });
+
+  // Unimplemented is a fallback, not an error, for GetDomains (tested below).
+  it.each(ALL_CODES.filter((c) => c !== Code.Unimplemented))(
+    'code %s: attempts = maxAttempts iff retryable',
+    async (code) => {
+      const { api, stats, attempts } = fakeClient(() => new ConnectError('boom', code));
+      await expect(api.getDomains()).rejects.toMatchObject({ code });
+      api.close();
+      expect(attempts()).toBe(isRetryableCode(code) ? 4 : 1);
+      expect(stats.snapshot().reads).toBe(attempts());
+    },
+  );
+
+  it('succeeds after transient failures and counts each attempt as a read', async () => {
+    const { api, stats, attempts } = fakeClient((n) =>
+      n < 3 ? new ConnectError('busy', Code.ResourceExhausted) : { domains: [{ id: 'staging', name: 'staging' }] },
+    );
+    expect(await api.getDomains()).toEqual(['staging']);
+    expect(attempts()).toBe(3);
+    expect(stats.snapshot()).toMatchObject({ reads: 3, writes: 0, byOperation: { GetDomains: 3 } });
+    api.close();
+  });
+
+  it('writes are counted as writes', async () => {
+    const { api, stats } = fakeClient(() => ({}));
+    await api.updateProjectDomainAttributes('p', 'd', { target: { case: undefined } } as never);
+    await api.deleteProjectDomainAttributes('p', 'd', MatchableResource.CLUSTER_RESOURCE);
+    expect(stats.snapshot()).toMatchObject({ reads: 0, writes: 2 });
+    api.close();
+  });
+
+  it('NotFound is "missing", Unimplemented falls back (GetProject → ListProjects, GetDomains → configured)', async () => {
+    const { api } = fakeClient((_, method) => {
+      if (method === 'GetProject' || method === 'GetDomains') return new ConnectError('nope', Code.Unimplemented);
+      if (method === 'ListProjects') return { projects: [{ id: 'p', name: 'n' }], token: '' };
+      return new ConnectError('missing', Code.NotFound);
+    });
+    expect((await api.getProject('p'))?.name).toBe('n');
+    expect(await api.getProject('q')).toBeUndefined();
+    expect(await api.getDomains()).toEqual(['development']);
+    expect(await api.getProjectDomainAttributes('p', 'd', MatchableResource.CLUSTER_RESOURCE)).toBeUndefined();
+    api.close();
+  });
+
+  it('an exhausted budget stops retrying', async () => {
+    const { api, attempts } = fakeClient(() => new ConnectError('down', Code.Unavailable), {
+      maxAttempts: 100,
+    });
+    const tight = api.withBudget(30);
+    const started = performance.now();
+    await expect(tight.getDomains()).rejects.toBeInstanceOf(ConnectError);
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(attempts()).toBeLessThan(100);
+    api.close();
+  });
+});
+
+describe('backoff', () => {
+  it('equal jitter within an exponential ceiling', () => {
+    expect(backoffDelayMs(1, 100, 1000, () => 0)).toBe(50);
+    expect(backoffDelayMs(1, 100, 1000, () => 1)).toBe(100);
+    expect(backoffDelayMs(3, 100, 1000, () => 0.5)).toBe(300);
+    expect(backoffDelayMs(10, 100, 1000, () => 1)).toBe(1000);
+  });
+});
+
+describe('limiter', () => {
+  it('grants up to max, queues FIFO, times out waiting', async () => {
+    const l = new Limiter(2);
+    const r1 = await l.acquire(100);
+    await l.acquire(100);
+    expect(l.inFlight).toBe(2);
+    const order: number[] = [];
+    const w3 = l.acquire(1_000).then((r) => {
+      order.push(3);
+      return r;
+    });
+    const w4 = l.acquire(1_000).then((r) => {
+      order.push(4);
+      return r;
+    });
+    const timedOut = l.acquire(10);
+    await expect(timedOut).rejects.toMatchObject({ code: Code.DeadlineExceeded });
+    r1();
+    r1(); // double release is a no-op
+    (await w3)();
+    (await w4)();
+    expect(order).toEqual([3, 4]);
+    expect(l.queued).toBe(0);
+  });
+});
+
+describe('StepError mapping', () => {
+  it.each([
+    [Code.Unavailable, 'FlyteUnavailable', true, 'UNAVAILABLE'],
+    [Code.DeadlineExceeded, 'FlyteUnavailable', true, 'DEADLINE_EXCEEDED'],
+    [Code.ResourceExhausted, 'FlyteUnavailable', true, 'RESOURCE_EXHAUSTED'],
+    [Code.InvalidArgument, 'FlyteInvalidArgument', false, 'INVALID_ARGUMENT'],
+    [Code.Unauthenticated, 'FlyteUnauthenticated', true, 'UNAUTHENTICATED'],
+    [Code.PermissionDenied, 'FlytePermissionDenied', false, 'PERMISSION_DENIED'],
+    [Code.Unimplemented, 'FlyteUnsupported', false, 'UNIMPLEMENTED'],
+  ])('%s → %s', (code, reason, retryable, name) => {
+    const e = toStepError(new ConnectError('x', code));
+    expect(e).toBeInstanceOf(StepError);
+    expect(e).toMatchObject({ reason, retryable, code: name });
+  });
+
+  it('keeps StepErrors and wraps anything else as retryable', () => {
+    const se = new StepError('FlyteProjectConflict', 'x', false);
+    expect(toStepError(se)).toBe(se);
+    expect(toStepError(new Error('weird'))).toMatchObject({ reason: 'FlyteError', retryable: true });
+  });
+});
