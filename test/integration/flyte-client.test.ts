@@ -1,7 +1,8 @@
 // The real gRPC client against the FlyteAdmin double: auth (rotating bearer file, OAuth2 client
 // credentials against a loopback token endpoint) and the concurrency limit.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -214,6 +215,53 @@ describe('request budget', () => {
       expect(await api.withBudget(1_000).getDomains()).toHaveLength(3);
     } finally {
       api.close();
+    }
+  });
+});
+
+describe('TLS', () => {
+  it('talks gRPC over TLS to a server whose certificate is signed by the configured CA file', async () => {
+    const cert = join(dir, 'tls.crt');
+    const key = join(dir, 'tls.key');
+    // Self-signed certificate for 127.0.0.1 (openssl is part of the test toolchain).
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=flyteadmin-double',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
+    const secure = await FlyteAdminDouble.start({
+      tls: { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') },
+    });
+    const trusted = client(flyteConfig(secure, { insecure: false, caFile: cert }));
+    const untrusted = client(flyteConfig(secure, { insecure: false, maxAttempts: 1 }));
+    try {
+      expect(secure.url.startsWith('https://')).toBe(true);
+      expect(await trusted.getDomains()).toHaveLength(3);
+      // Without the CA the handshake fails (connect reports a certificate error as INTERNAL: not retried).
+      expect(await codeOf(untrusted.getDomains())).toBe(Code.Internal);
+      expect(secure.calls().reads).toBe(1);
+    } finally {
+      trusted.close();
+      untrusted.close();
+      await secure.close();
     }
   });
 });

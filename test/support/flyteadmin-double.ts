@@ -42,6 +42,8 @@ export interface FlyteAdminDoubleOptions {
   port?: number;
   /** Require `authorization: Bearer <token>` (or flyte-authorization) accepted by this check. */
   requireBearer?: string | ((token: string) => boolean);
+  /** Serve gRPC over TLS (HTTP/2) with this PEM certificate and key instead of h2c. */
+  tls?: { cert: string; key: string };
   /** Methods answering Unimplemented (to mimic FlyteAdmin < 1.12 / < 1.13). */
   unimplemented?: AdminMethod[];
 }
@@ -224,7 +226,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 export class FlyteAdminDouble {
   private urlValue = '';
-  private server?: http2.Http2Server;
+  private server?: http2.Http2Server | http2.Http2SecureServer;
   private readonly projects = new Map<string, Project>();
   private readonly attributes = new Map<string, StoredAttributes>();
   private domains: Domain[];
@@ -252,14 +254,17 @@ export class FlyteAdminDouble {
     return d;
   }
 
-  /** `http://host:port`: the FlyteAdmin endpoint to configure (insecure, h2c). */
+  /** `http://host:port` (h2c, `insecure: true`), or `https://…` when started with `tls`. */
   get url(): string {
     return this.urlValue;
   }
 
   private async listen(): Promise<void> {
     const handler = connectNodeAdapter({ grpc: true, connect: false, grpcWeb: false, routes: (r) => this.routes(r) });
-    const server = http2.createServer(handler);
+    const tls = this.opts.tls;
+    const server: http2.Http2Server | http2.Http2SecureServer = tls
+      ? http2.createSecureServer({ cert: tls.cert, key: tls.key }, handler)
+      : http2.createServer(handler);
     server.on('session', (s) => {
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
@@ -270,7 +275,7 @@ export class FlyteAdminDouble {
       server.listen(this.opts.port ?? 0, host, () => resolve());
     });
     this.server = server;
-    this.urlValue = `http://${host}:${(server.address() as AddressInfo).port}`;
+    this.urlValue = `${tls ? 'https' : 'http'}://${host}:${(server.address() as AddressInfo).port}`;
   }
 
   private routes(router: ConnectRouter): void {
