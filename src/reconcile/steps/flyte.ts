@@ -43,7 +43,7 @@ export interface FlyteStepOptions {
   verifiedTtlMs?: number;
   /** How long the GetDomains answer is reused. Default 10 min. */
   domainsTtlMs?: number;
-  /** Called per repaired kind when the spec did not change (drift). */
+  /** Called per repaired write (`project` or `attributes`) when the spec did not change (drift). */
   onDrift?: (kind: string) => void;
   now?: () => number;
 }
@@ -147,7 +147,7 @@ export class FlyteStep implements WorkspaceStep {
           await write(
             { system: 'flyte', action, target: projectTarget, detail: diffs.join(', ') },
             () => api.updateProject(fullProject(Project_ProjectState.ACTIVE)),
-            'FlyteProject',
+            'project',
           );
         }
       }
@@ -172,7 +172,7 @@ export class FlyteStep implements WorkspaceStep {
       });
       await settleAll(
         pending.map(({ change, attrs }) =>
-          write(change, () => api.updateProjectDomainAttributes(id, attrs.domain, attrs.attributes), 'FlyteAttributes'),
+          write(change, () => api.updateProjectDomainAttributes(id, attrs.domain, attrs.attributes), 'attributes'),
         ),
       );
 
