@@ -54,6 +54,23 @@ export class RetryableReconcileError extends Error {
   override name = 'RetryableReconcileError';
 }
 
+/** Equality-based label selector match (`k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-separated). */
+export function matchesSelector(obj: KubeObject, selector: string): boolean {
+  const labels = obj.metadata.labels ?? {};
+  return selector
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .every((term) => {
+      const ne = term.match(/^([^!=]+)!=(.*)$/);
+      if (ne) return labels[(ne[1] as string).trim()] !== (ne[2] as string).trim();
+      const eq = term.match(/^([^=]+)==?(.*)$/);
+      if (eq) return labels[(eq[1] as string).trim()] === (eq[2] as string).trim();
+      if (term.startsWith('!')) return !(term.slice(1) in labels);
+      return term in labels;
+    });
+}
+
 export class WorkspaceReconciler {
   constructor(private readonly d: ReconcilerDeps) {}
 
@@ -70,7 +87,7 @@ export class WorkspaceReconciler {
       // label removal on an object that still carries our finalizer is cleaned up instead of stuck.
       const [namespace, name] = key.split('/') as [string, string];
       const live = await this.d.kube.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace, name });
-      if (live?.metadata.finalizers?.includes(FINALIZER)) {
+      if (live?.metadata.finalizers?.includes(FINALIZER) && !matchesSelector(live, this.d.cfg.configMapSelector)) {
         log.info('workspace ConfigMap lost its label; tearing down what it provisioned');
         return this.finalize(live, log, 'Disabled', 'ConfigMap no longer labelled as a workspace');
       }

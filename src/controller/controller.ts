@@ -1,0 +1,259 @@
+// Composition root of one controller instance: sources (watches) → work queue → reconciler.
+// Mirrors controller-runtime's split: watch sources map events to keys, the queue dedupes and rate-limits,
+// the reconciler is level-triggered and reads from the watch caches.
+import { hostname } from 'node:os';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { CallStats } from '../adapters/call-stats.js';
+import { HttpKubeApi, type KindName, type KubeObject, MANAGED_KINDS } from '../adapters/kubernetes.js';
+import { type ControllerConfig, STATUS_ANNOTATION, WORKSPACE_ID_LABEL } from '../config/config.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { WorkQueue } from '../queue/workqueue.js';
+import { ClaimIndex } from '../reconcile/claims.js';
+import { KubeEventRecorder } from '../reconcile/events.js';
+import { RetryableReconcileError, WorkspaceReconciler } from '../reconcile/reconciler.js';
+import { parseStatus } from '../reconcile/status.js';
+import {
+  type ConfigMapSources,
+  configMapSource,
+  type ManagedSources,
+  managedObjectSources,
+  type WatchTuning,
+} from '../watch/sources.js';
+import { ManagedObjectIndex } from './managed-cache.js';
+import { OrphanSweeper } from './orphans.js';
+import { buildSteps, defaultClients, type ExternalClients, externalOrphanSweep } from './steps.js';
+
+export interface ControllerOptions {
+  cfg: ControllerConfig;
+  kc: KubeConfig;
+  log: Logger;
+  metrics: Metrics;
+  /** Pre-built IAM / FlyteAdmin clients (tests, local run); built from cfg otherwise. */
+  clients?: Partial<ExternalClients>;
+  identity?: string;
+  /** Watch timing overrides (tests use short server timeouts). */
+  watch?: WatchTuning;
+}
+
+export class WorkspaceController {
+  readonly kube: HttpKubeApi;
+  readonly reconciler: WorkspaceReconciler;
+  readonly clients: ExternalClients;
+  private readonly queue: WorkQueue;
+  private readonly claims: ClaimIndex;
+  private readonly index = new ManagedObjectIndex(MANAGED_KINDS);
+  private sources?: ConfigMapSources;
+  private managed?: ManagedSources;
+  private sweeper?: OrphanSweeper;
+  private readonly phases = new Map<string, string>();
+  private stopped = false;
+
+  private constructor(private readonly o: ControllerOptions) {
+    const { cfg, kc, log, metrics } = o;
+    this.kube = new HttpKubeApi(kc, { fieldManager: cfg.fieldManager, stats: new CallStats('kubernetes', metrics) });
+    const lookup = { get: (key: string) => this.sources?.get(key) };
+    this.claims = new ClaimIndex(lookup, cfg.configMapKey);
+    this.clients = buildClientsOnce(cfg, log, metrics, o.clients);
+    const steps = buildSteps(cfg, {
+      kube: this.kube,
+      cache: this.index,
+      clients: this.clients,
+      sourceExists: (source) => this.sources?.get(source) !== undefined,
+      onDrift: (kind) => metrics.driftRepairs.inc({ kind }),
+    });
+    const identity = o.identity ?? `${hostname()}_${process.pid}`;
+    this.reconciler = new WorkspaceReconciler({
+      cfg,
+      kube: this.kube,
+      steps,
+      sources: lookup,
+      claims: this.claims,
+      events: new KubeEventRecorder(this.kube, cfg.fieldManager, identity, log),
+      metrics,
+      log,
+      enqueue: (key) => this.queue.add(key),
+    });
+    this.queue = new WorkQueue({
+      name: cfg.controllerName,
+      concurrency: cfg.reconcile.concurrency,
+      baseDelayMs: cfg.reconcile.baseBackoffMs,
+      maxDelayMs: cfg.reconcile.maxBackoffMs,
+      metrics,
+      process: (key) => this.process(key),
+    });
+    metrics.maxConcurrentReconciles.set({ controller: cfg.controllerName }, cfg.reconcile.concurrency);
+  }
+
+  /** Starts watches and workers; resolves once every cache has listed once. */
+  static async start(o: ControllerOptions): Promise<WorkspaceController> {
+    const c = new WorkspaceController(o);
+    await c.startWatches();
+    return c;
+  }
+
+  private async startWatches(): Promise<void> {
+    const { cfg, kc, log, metrics, watch } = this.o;
+    // Workers wait until every cache has listed once (controller-runtime's WaitForCacheSync): a
+    // reconcile must never judge "missing" from a cache that is still filling.
+    this.queue.pause();
+    this.managed = managedObjectSources({
+      kc,
+      cfg,
+      log,
+      metrics,
+      watch,
+      kinds: MANAGED_KINDS,
+      onEvent: (kind, type, obj, old) => this.onManagedEvent(kind, type, obj, old),
+      onSynced: (kind) => this.index.markSynced(kind),
+    });
+    this.sources = configMapSource({
+      kc,
+      cfg,
+      log,
+      metrics,
+      watch,
+      onEvent: (type, obj, old) => this.onSourceEvent(type, obj, old),
+      onResync: (objs) => {
+        for (const obj of objs) this.queue.add(keyOf(obj));
+      },
+    });
+    await Promise.all([this.managed.start(), this.sources.start()]);
+    this.queue.resume();
+    this.sweeper = new OrphanSweeper({
+      cfg,
+      kube: this.kube,
+      log,
+      metrics,
+      reconciler: this.reconciler,
+      index: this.index,
+      claims: this.claims,
+      sourceExists: async (source) => {
+        const [namespace, name] = source.split('/') as [string, string];
+        return (await this.kube.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace, name })) !== undefined;
+      },
+      clients: this.clients,
+    });
+    this.sweeper.start();
+  }
+
+  private async process(key: string): Promise<{ requeueAfterMs?: number } | undefined> {
+    const start = performance.now();
+    const { controllerName } = this.o.cfg;
+    try {
+      const result = await this.reconciler.reconcile(key);
+      this.o.metrics.reconcileTotal.inc({
+        controller: controllerName,
+        result: result.requeueAfterMs ? 'requeue_after' : 'success',
+      });
+      this.trackPhase(key);
+      return result;
+    } catch (err) {
+      this.o.metrics.reconcileTotal.inc({ controller: controllerName, result: 'error' });
+      this.o.metrics.reconcileErrors.inc({ controller: controllerName });
+      if (!(err instanceof RetryableReconcileError)) {
+        this.o.log.error({ err, key }, 'reconcile failed unexpectedly');
+      }
+      this.trackPhase(key);
+      throw err;
+    } finally {
+      this.o.metrics.reconcileTime.observe({ controller: controllerName }, (performance.now() - start) / 1000);
+    }
+  }
+
+  private onSourceEvent(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: KubeObject, _old?: KubeObject): void {
+    const key = keyOf(obj);
+    const previousId = this.claims.workspaceOf(key);
+    if (type === 'DELETED') this.claims.remove(key);
+    else this.claims.update(key, obj);
+    // A released or changed claim may let another ConfigMap take the workspace over.
+    const nowId = this.claims.workspaceOf(key);
+    if (previousId && previousId !== nowId) for (const k of this.claims.claimants(previousId)) this.queue.add(k);
+    this.trackPhase(key, type === 'DELETED' ? undefined : obj);
+    this.queue.add(key);
+  }
+
+  private onManagedEvent(
+    kind: KindName,
+    type: 'ADDED' | 'MODIFIED' | 'DELETED',
+    obj: KubeObject,
+    old?: KubeObject,
+  ): void {
+    if (type === 'DELETED') this.index.remove(kind, obj);
+    else this.index.upsert(kind, obj, old);
+    const id = obj.metadata.labels?.[WORKSPACE_ID_LABEL];
+    if (!id) return;
+    const owner = this.claims.claimants(id)[0];
+    if (owner) this.queue.add(owner);
+  }
+
+  private trackPhase(key: string, obj: KubeObject | undefined = this.sources?.get(key)): void {
+    const metric = this.o.metrics.workspacesByPhase;
+    const before = this.phases.get(key);
+    const phase = obj ? parseStatus(obj.metadata.annotations?.[STATUS_ANNOTATION])?.phase : undefined;
+    if (before === phase) return;
+    if (before) metric.dec({ phase: before });
+    if (phase) {
+      metric.inc({ phase });
+      this.phases.set(key, phase);
+    } else this.phases.delete(key);
+  }
+
+  /** Re-enqueues every workspace (what the periodic resync does). */
+  async resyncAll(): Promise<void> {
+    for (const obj of this.sources?.list() ?? []) this.queue.add(keyOf(obj));
+  }
+
+  /** Resolves when nothing is queued, delayed for less than `withinMs`, or running. For tests and benchmarks. */
+  async waitIdle(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let quietSince = 0;
+    while (Date.now() < deadline) {
+      if (this.queue.idle()) {
+        quietSince ||= Date.now();
+        if (Date.now() - quietSince > 300) return;
+      } else quietSince = 0;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('controller did not become idle');
+  }
+
+  ready(): { ok: boolean; failing: string[] } {
+    const failing: string[] = [];
+    if (!this.sources?.hasSynced()) failing.push('workspace-configmaps-synced');
+    if (!this.index.synced()) failing.push('managed-objects-synced');
+    if (this.sources && !this.sources.isLive()) failing.push('workspace-configmaps-watch-live');
+    if (this.managed && !this.managed.isLive()) failing.push('managed-objects-watch-live');
+    return { ok: failing.length === 0, failing };
+  }
+
+  async runOrphanSweep(): Promise<void> {
+    await this.sweeper?.sweep();
+  }
+
+  /** Stops taking keys, lets in-flight reconciles finish up to `drainMs`, stops watches. */
+  async stop(drainMs = 10_000): Promise<string[]> {
+    if (this.stopped) return [];
+    this.stopped = true;
+    this.sweeper?.stop();
+    const abandoned = await this.queue.shutDown({ drainTimeoutMs: drainMs });
+    await this.sources?.stop();
+    await this.managed?.stop();
+    return abandoned;
+  }
+}
+
+function keyOf(obj: KubeObject): string {
+  return `${obj.metadata.namespace}/${obj.metadata.name}`;
+}
+
+function buildClientsOnce(
+  cfg: ControllerConfig,
+  log: Logger,
+  metrics: Metrics,
+  given: Partial<ExternalClients> | undefined,
+): ExternalClients {
+  const clients = defaultClients(cfg, log, metrics, given);
+  clients.sweepExternalOrphans ??= externalOrphanSweep(cfg, clients, log, metrics);
+  return clients;
+}

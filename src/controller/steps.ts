@@ -1,0 +1,87 @@
+// Builds the external-system clients and the ordered reconcile steps from configuration.
+import type { Logger } from 'pino';
+import { CallStats } from '../adapters/call-stats.js';
+import { createFlyteAdminClient, type FlyteAdminApi } from '../adapters/flyteadmin.js';
+import { type IamApi, SdkIamApi } from '../adapters/iam.js';
+import type { KubeApi } from '../adapters/kubernetes.js';
+import type { ControllerConfig } from '../config/config.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { sweepIamOrphans } from '../reconcile/iam-orphans.js';
+import { FlyteStep } from '../reconcile/steps/flyte.js';
+import { IamStep } from '../reconcile/steps/iam.js';
+import { KubernetesStep, type ManagedObjectCache } from '../reconcile/steps/kubernetes.js';
+import type { WorkspaceStep } from '../reconcile/types.js';
+
+export interface ExternalClients {
+  iam?: IamApi;
+  flyte?: FlyteAdminApi;
+  /** Removes IAM roles of workspaces that no longer exist (when enabled in config). */
+  sweepExternalOrphans?: (liveWorkspaceIds: Set<string>) => Promise<void>;
+}
+
+/** Clients for the systems enabled in config (unless given); each gets its own call counters. */
+export function defaultClients(
+  cfg: ControllerConfig,
+  log: Logger,
+  metrics: Metrics,
+  given: Partial<ExternalClients> = {},
+): ExternalClients {
+  const clients: ExternalClients = { ...given };
+  if (cfg.aws.enabled && !clients.iam)
+    clients.iam = new SdkIamApi({ cfg, stats: new CallStats('iam', metrics), metrics });
+  if (cfg.flyte.enabled && !clients.flyte) {
+    clients.flyte = createFlyteAdminClient(cfg.flyte, {
+      stats: new CallStats('flyte', metrics),
+      log: log.child({ component: 'flyteadmin' }),
+      fallbackDomains: cfg.domains,
+    });
+  }
+  return clients;
+}
+
+export interface StepDeps {
+  kube: KubeApi;
+  cache?: ManagedObjectCache;
+  clients: ExternalClients;
+  sourceExists: (source: string) => boolean;
+  onDrift: (kind: string) => void;
+}
+
+/** Steps in creation order: Kubernetes → IAM → Flyte (teardown runs in reverse). */
+export function buildSteps(cfg: ControllerConfig, d: StepDeps): WorkspaceStep[] {
+  const steps: WorkspaceStep[] = [
+    new KubernetesStep({ kube: d.kube, cache: d.cache, sourceExists: d.sourceExists, onDrift: d.onDrift }),
+  ];
+  if (cfg.aws.enabled && d.clients.iam) {
+    steps.push(
+      new IamStep({
+        api: d.clients.iam,
+        verifyTtlMs: cfg.reconcile.resyncPeriodSeconds * 900,
+        onDrift: (aspect) => d.onDrift(`iam-${aspect}`),
+      }),
+    );
+  }
+  if (cfg.flyte.enabled && d.clients.flyte) {
+    steps.push(new FlyteStep(d.clients.flyte, { onDrift: (kind) => d.onDrift(`flyte-${kind}`) }));
+  }
+  return steps;
+}
+
+/** The sweep hook for IAM roles, when configured. */
+export function externalOrphanSweep(
+  cfg: ControllerConfig,
+  clients: ExternalClients,
+  log: Logger,
+  metrics: Metrics,
+): ExternalClients['sweepExternalOrphans'] {
+  const iam = clients.iam;
+  if (!cfg.aws.enabled || !cfg.aws.orphanSweep.enabled || !iam) return undefined;
+  return async (live) => {
+    const dryRun = cfg.aws.orphanSweep.dryRun;
+    const orphans = await sweepIamOrphans({ api: iam, cfg, liveWorkspaceIds: live, dryRun, log });
+    for (const o of orphans) {
+      if (o.action !== 'failed') metrics.orphansRemoved.inc({ system: 'iam', dry_run: String(dryRun) });
+    }
+    if (orphans.length > 0) log.info({ orphans: orphans.slice(0, 20), dryRun }, 'IAM orphan sweep');
+  };
+}

@@ -1,0 +1,245 @@
+// Issue "controller core", end to end on the real control plane, controller under its own ClusterRole.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FINALIZER } from '../../src/config/config.js';
+import { roleBindingName } from '../../src/desired/kubernetes.js';
+import {
+  eventsFor,
+  type Fixture,
+  putWorkspace,
+  startFixture,
+  statusOf,
+  waitForStatus,
+  workspaceDoc,
+} from '../support/controller-fixture.js';
+import { uniqueName, waitFor } from '../support/kube.js';
+
+const small = {
+  'requests.cpu': '2',
+  'requests.memory': '4Gi',
+  'limits.cpu': '4',
+  'limits.memory': '8Gi',
+  pods: '10',
+  persistentvolumeclaims: '2',
+};
+
+let f: Fixture;
+beforeAll(async () => {
+  f = await startFixture({ tiers: { small } });
+});
+afterAll(async () => {
+  await f?.stop();
+});
+
+const ns = (id: string) => `flyte-${id}`;
+const rbs = async (id: string) =>
+  (await f.admin.list('RoleBinding', { namespace: ns(id) })).map((o) => o.metadata.name).sort();
+const quota = async (id: string) =>
+  (await f.admin.get({ apiVersion: 'v1', kind: 'ResourceQuota', namespace: ns(id), name: `${id}-quota` }))?.spec as
+    | { hard: Record<string, string> }
+    | undefined;
+
+/** Waits until the controller has nothing queued or running, then returns its write count. */
+async function settledWrites(): Promise<number> {
+  await f.controller.waitIdle();
+  return f.controller.kube.stats.writes;
+}
+
+describe('workspace lifecycle in Kubernetes', () => {
+  const id = uniqueName('ws');
+  const cm = `${id}-cfg`;
+
+  it('ADDED creates namespace, quota, network policy, service account, bindings and a finalizer', async () => {
+    await putWorkspace(f, cm, workspaceDoc(id));
+    const status = await waitForStatus(f, cm, (s) => s.phase === 'Ready');
+    expect(status.namespaces).toEqual([ns(id)]);
+    expect(status.owner).toBe(true);
+    const namespace = await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns(id) });
+    expect(namespace?.metadata.labels).toMatchObject({
+      'workspace-id': id,
+      'flyte.org/tenant': id,
+      'app.kubernetes.io/managed-by': 'flyte-workspace-controller',
+      'workspaces.flyte.org/workspace-id': id,
+    });
+    expect((await quota(id))?.hard['limits.memory']).toBe('80Gi');
+    const np = await f.admin.get({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      namespace: ns(id),
+      name: `${id}-isolation`,
+    });
+    expect((np?.spec as { policyTypes: string[] }).policyTypes).toEqual(['Ingress', 'Egress']);
+    const sa = await f.admin.get({
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      namespace: ns(id),
+      name: `flyte-${id}-runner`,
+    });
+    expect(sa).toBeDefined();
+    expect(await rbs(id)).toEqual(
+      [
+        roleBindingName('owner', `owner-${id}@example.com`),
+        roleBindingName('contributor', `dev-${id}@example.com`),
+      ].sort(),
+    );
+    const live = await f.admin.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name: cm });
+    expect(live?.metadata.finalizers).toContain(FINALIZER);
+    const events = await eventsFor(f, cm);
+    expect(events.some((e) => e.type === 'Normal' && e.reason === 'Provisioned')).toBe(true);
+  });
+
+  it('a no-op resync makes zero writes', async () => {
+    const before = await settledWrites();
+    await f.controller.resyncAll();
+    expect(await settledWrites()).toBe(before);
+  });
+
+  it('MODIFIED: a user added writes only that binding (and the status)', async () => {
+    await settledWrites();
+    const before = new Map(f.controller.kube.stats.byOperation);
+    const doc = workspaceDoc(id);
+    (doc.users as unknown[]).push({ user_id: 'u3', email: `new-${id}@example.com`, role: 'contributor' });
+    await putWorkspace(f, cm, doc);
+    await waitFor(async () => ((await rbs(id)).length === 3 ? true : undefined), { message: 'third binding' });
+    await settledWrites();
+    const delta = (op: string) => (f.controller.kube.stats.byOperation.get(op) ?? 0) - (before.get(op) ?? 0);
+    // One RoleBinding apply and one status write on the ConfigMap; no other object is touched.
+    expect(delta('apply_RoleBinding')).toBe(1);
+    expect(delta('apply_ConfigMap')).toBe(1);
+    for (const kind of ['Namespace', 'ResourceQuota', 'NetworkPolicy', 'ServiceAccount']) {
+      expect(delta(`apply_${kind}`), kind).toBe(0);
+      expect(delta(`delete_${kind}`), kind).toBe(0);
+    }
+    expect(delta('delete_RoleBinding')).toBe(0);
+  });
+
+  it('MODIFIED: user removed, role changed and tier changed converge', async () => {
+    const doc = workspaceDoc(id, {
+      tier: 'small',
+      users: [{ user_id: 'u2', email: `dev-${id}@example.com`, role: 'owner' }],
+    });
+    await putWorkspace(f, cm, doc);
+    await waitFor(
+      async () =>
+        JSON.stringify(await rbs(id)) === JSON.stringify([roleBindingName('owner', `dev-${id}@example.com`)])
+          ? true
+          : undefined,
+      { message: 'bindings converge to the single owner' },
+    );
+    await waitFor(async () => ((await quota(id))?.hard['limits.cpu'] === '4' ? true : undefined), {
+      message: 'quota follows tier',
+    });
+    await waitForStatus(f, cm, (s) => s.phase === 'Ready');
+  });
+
+  it('repairs a deleted RoleBinding and a hand-edited quota within seconds', async () => {
+    const name = roleBindingName('owner', `dev-${id}@example.com`);
+    await f.admin.delete({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', namespace: ns(id), name });
+    await f.admin.apply(
+      {
+        apiVersion: 'v1',
+        kind: 'ResourceQuota',
+        metadata: { name: `${id}-quota`, namespace: ns(id) },
+        spec: { hard: { ...small, 'limits.cpu': '999' } },
+      },
+      { fieldManager: 'kubectl-edit' },
+    );
+    await waitFor(async () => ((await rbs(id)).includes(name) ? true : undefined), {
+      timeoutMs: 15_000,
+      message: 'binding restored',
+    });
+    await waitFor(async () => ((await quota(id))?.hard['limits.cpu'] === '4' ? true : undefined), {
+      timeoutMs: 15_000,
+      message: 'quota restored',
+    });
+    const metrics = await f.metrics.render();
+    expect(metrics).toMatch(/flyte_workspace_drift_repairs_total\{kind="RoleBinding"\} [1-9]/);
+  });
+
+  it('acknowledges the rerun annotation in status', async () => {
+    const doc = workspaceDoc(id, {
+      tier: 'small',
+      users: [{ user_id: 'u2', email: `dev-${id}@example.com`, role: 'owner' }],
+    });
+    await putWorkspace(f, cm, doc, { 'workspaces.flyte.org/reconcile-requested-at': 'token-1' });
+    const s = await waitForStatus(f, cm, (st) => st.lastHandledReconcileAt === 'token-1');
+    expect(s.phase).toBe('Ready');
+  });
+
+  it('invalid JSON and a bad field are reported and keep existing resources', async () => {
+    const before = await rbs(id);
+    await putWorkspace(f, cm, '{"workspace_id": ');
+    let s = await waitForStatus(f, cm, (st) => st.phase === 'Invalid');
+    expect(s.invalidFields?.[0]?.field).toBe('workspace.json');
+    const bad = workspaceDoc(id, {
+      users: [{ user_id: 'u2', email: `dev-${id}@example.com`, role: 'admin' }],
+    });
+    await putWorkspace(f, cm, bad);
+    s = await waitForStatus(f, cm, (st) => st.invalidFields?.[0]?.field === 'users[0].role');
+    expect(s.lastError).toContain('users[0].role: must be owner or contributor');
+    const events = await eventsFor(f, cm);
+    expect(
+      events.some((e) => e.type === 'Warning' && e.reason === 'InvalidSpec' && e.message.includes('users[0].role')),
+    ).toBe(true);
+    expect(await rbs(id)).toEqual(before);
+    expect(await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns(id) })).toBeDefined();
+  });
+
+  it('deletion removes everything, then the finalizer', async () => {
+    await f.admin.delete({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name: cm });
+    await waitFor(
+      async () =>
+        (await f.admin.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name: cm }))
+          ? undefined
+          : true,
+      { timeoutMs: 90_000, message: 'ConfigMap released by the finalizer' },
+    );
+    expect(await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns(id) })).toBeUndefined();
+  });
+});
+
+describe('tenant boundaries', () => {
+  it('ignores a workspace ConfigMap outside the allowed source namespaces', async () => {
+    const other = uniqueName('elsewhere');
+    await f.admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: other } });
+    const id = uniqueName('ws');
+    await f.admin.apply(
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'sneaky', namespace: other, labels: { app: 'workspace-config' } },
+        data: { 'workspace.json': JSON.stringify(workspaceDoc(id)) },
+      },
+      { fieldManager: 'attacker' },
+    );
+    // A legitimate workspace created afterwards proves the controller was watching all along.
+    const witness = uniqueName('ws');
+    await putWorkspace(f, `${witness}-cfg`, workspaceDoc(witness));
+    await waitForStatus(f, `${witness}-cfg`, (s) => s.phase === 'Ready');
+    expect(await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns(id) })).toBeUndefined();
+    const sneaky = await f.admin.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: other, name: 'sneaky' });
+    expect(sneaky?.metadata.annotations?.['workspaces.flyte.org/status']).toBeUndefined();
+  });
+
+  it('two ConfigMaps claiming one workspace_id do not fight: the second is a conflict', async () => {
+    const id = uniqueName('ws');
+    await putWorkspace(f, 'first', workspaceDoc(id));
+    await waitForStatus(f, 'first', (s) => s.phase === 'Ready');
+    await putWorkspace(
+      f,
+      'second',
+      workspaceDoc(id, { users: [{ user_id: 'x', email: 'x@example.com', role: 'owner' }] }),
+    );
+    const s = await waitForStatus(f, 'second', (st) => st.phase === 'Conflict');
+    expect(s.lastError).toContain(`${f.sourceNamespace}/first`);
+    // The first one's bindings were not replaced by the second's users.
+    expect(await rbs(id)).toEqual(
+      [
+        roleBindingName('owner', `owner-${id}@example.com`),
+        roleBindingName('contributor', `dev-${id}@example.com`),
+      ].sort(),
+    );
+    expect((await statusOf(f, 'first'))?.phase).toBe('Ready');
+    const events = await eventsFor(f, 'second');
+    expect(events.some((e) => e.type === 'Warning' && e.reason === 'WorkspaceClaimConflict')).toBe(true);
+  });
+});

@@ -1,0 +1,118 @@
+// Starts the real controller in-process under the controller's own RBAC identity, against the shared
+// control plane, with a source namespace of its own so test files do not see each other's workspaces.
+import type { KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { inject } from 'vitest';
+import { CallStats } from '../../src/adapters/call-stats.js';
+import { HttpKubeApi, type KubeObject } from '../../src/adapters/kubernetes.js';
+import { type ControllerConfig, defaultConfig, mergeConfig, STATUS_ANNOTATION } from '../../src/config/config.js';
+import { WorkspaceController } from '../../src/controller/controller.js';
+import { Metrics } from '../../src/metrics/metrics.js';
+import { parseStatus, type WorkspaceStatus } from '../../src/reconcile/status.js';
+import { bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from './kube.js';
+
+export interface Fixture {
+  cfg: ControllerConfig;
+  controller: WorkspaceController;
+  metrics: Metrics;
+  admin: HttpKubeApi;
+  adminKc: KubeConfig;
+  sourceNamespace: string;
+  stop(): Promise<void>;
+}
+
+export function workspaceDoc(id: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    workspace_id: id,
+    workspace_name: `Workspace ${id}`,
+    users: [
+      { user_id: 'u1', email: `owner-${id}@example.com`, role: 'owner' },
+      { user_id: 'u2', email: `dev-${id}@example.com`, role: 'contributor' },
+    ],
+    data_bucket: `${id}-data`,
+    services: [{ service_type: 'flyte', config: {} }, 'sagemaker'],
+    ...overrides,
+  };
+}
+
+/** Config for a test: its own source namespace, Flyte and IAM off unless the test turns them on. */
+export async function startFixture(overrides: Record<string, unknown> = {}): Promise<Fixture> {
+  const adminKc = kubeConfigFor('admin');
+  const admin = new HttpKubeApi(adminKc, { fieldManager: 'test-admin', stats: new CallStats('kubernetes') });
+  const sourceNamespace = uniqueName('src');
+  await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: sourceNamespace } });
+  await bindSourceNamespace(adminKc, sourceNamespace);
+  const cfg = mergeConfig(
+    mergeConfig(defaultConfig(), {
+      sourceNamespaces: [sourceNamespace],
+      flyte: { enabled: false },
+      aws: { enabled: false },
+      leaderElection: { enabled: false },
+      server: { metricsPort: 0, healthPort: 0, bindAddress: '127.0.0.1' },
+      reconcile: { baseBackoffMs: 200, maxBackoffMs: 5000, resyncPeriodSeconds: 3600 },
+      logLevel: 'silent',
+    }),
+    overrides,
+  );
+  const metrics = new Metrics(cfg.controllerName, { defaultMetrics: false });
+  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const controller = await WorkspaceController.start({ cfg, kc: kubeConfigFor('controller'), log, metrics });
+  return {
+    cfg,
+    controller,
+    metrics,
+    admin,
+    adminKc,
+    sourceNamespace,
+    stop: async () => {
+      await controller.stop();
+    },
+  };
+}
+
+export async function putWorkspace(
+  f: Fixture,
+  name: string,
+  doc: unknown,
+  annotations: Record<string, string> = {},
+): Promise<void> {
+  const body: KubeObject = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name, namespace: f.sourceNamespace, labels: { app: 'workspace-config' }, annotations },
+    data: { 'workspace.json': typeof doc === 'string' ? doc : JSON.stringify(doc) },
+  };
+  await f.admin.apply(body, { fieldManager: 'workspace-platform' });
+}
+
+export async function statusOf(f: Fixture, name: string): Promise<WorkspaceStatus | undefined> {
+  const cm = await f.admin.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name });
+  return parseStatus(cm?.metadata.annotations?.[STATUS_ANNOTATION]);
+}
+
+export async function waitForStatus(
+  f: Fixture,
+  name: string,
+  pred: (s: WorkspaceStatus) => boolean,
+  timeoutMs = 60_000,
+): Promise<WorkspaceStatus> {
+  return waitFor(
+    async () => {
+      const s = await statusOf(f, name);
+      return s && pred(s) ? s : undefined;
+    },
+    { timeoutMs, message: `status of ${name}` },
+  );
+}
+
+export async function eventsFor(
+  f: Fixture,
+  name: string,
+): Promise<{ type: string; reason: string; message: string }[]> {
+  const events = await f.admin.list('Event', { namespace: f.sourceNamespace });
+  return events
+    .filter((e) => (e.involvedObject as { name?: string })?.name === name)
+    .map((e) => ({ type: String(e.type), reason: String(e.reason), message: String(e.message) }));
+}
+
+export { inject };
