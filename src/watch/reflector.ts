@@ -131,7 +131,10 @@ export interface ReflectorOptions {
   maxWatchTimeoutSeconds?: number;
   /** Silence allowed beyond the watch timeout before the stream counts as stalled. Default 30. */
   stallSlackSeconds?: number;
-  /** Absolute silence limit; overrides timeout + slack when set (useful with bookmarks every ~minute). */
+  /**
+   * Absolute silence limit; overrides timeout + slack when set. Keep it above the watch timeout in
+   * production: the apiserver sends no periodic bookmarks on a quiet resource.
+   */
   stallSeconds?: number;
   /** Calls the resync handlers with every stored object this often. 0/undefined = never. */
   resyncPeriodMs?: number;
@@ -307,9 +310,9 @@ export class Reflector {
       const outcome = await this.watchOnce();
       if (this.stopped || outcome.reason === 'stopped') break;
       this.restarted(outcome.reason);
+      if (outcome.reason !== 'expired') expiredInARow = 0;
       switch (outcome.reason) {
         case 'timeout':
-          expiredInARow = 0;
           // A stream that ends at once without any event is a broken server/proxy, not a timeout:
           // treat like an error so we don't spin (client-go: "very short watch").
           if (outcome.events === 0 && outcome.durationMs < 1000) {
@@ -394,6 +397,7 @@ export class Reflector {
         if (settled) return;
         settled = true;
         this.watching = false;
+        if (o.reason !== 'timeout' && o.reason !== 'stopped') this.healthy = false;
         clearTimeout(watchdog);
         this.cancelCurrent = undefined;
         handle?.abort();
@@ -445,6 +449,10 @@ export class Reflector {
         if (settled) return;
         this.lastActivity = Date.now();
         this.healthy = true;
+        // The apiserver sends no bookmarks on a quiet resource (observed: none within 75 s, nor before the
+        // server timeout), so a (re)opened stream also counts as a sign of life; otherwise
+        // seconds_since_last_watch_event would grow forever on a healthy but idle watch.
+        this.opts.metrics?.lastWatchEvent.set({ resource: this.resource }, this.lastActivity / 1000);
       };
       this.log?.debug({ rv: this.rv, timeoutSeconds }, 'watching');
       try {
