@@ -4,7 +4,7 @@
 // The server is `python3 -m moto.server -H 127.0.0.1 -p 0`, run through a tiny wrapper that also exits when
 // its stdin closes: if the test process dies without running exit handlers (SIGKILL, crash), the pipe
 // closes and moto goes with it instead of lingering on the machine.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Moto {
@@ -149,6 +149,3 @@ async function waitReady(endpoint: string, timeoutMs: number): Promise<void> {
   }
   throw new Error(`moto at ${endpoint} not ready within ${timeoutMs} ms (${last})`);
 }
-
-/** For callers that need to know whether a child is still around (tests of this helper). */
-export type { ChildProcess };
