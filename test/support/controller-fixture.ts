@@ -7,6 +7,7 @@ import { CallStats } from '../../src/adapters/call-stats.js';
 import { HttpKubeApi, type KubeObject } from '../../src/adapters/kubernetes.js';
 import { type ControllerConfig, defaultConfig, mergeConfig, STATUS_ANNOTATION } from '../../src/config/config.js';
 import { WorkspaceController } from '../../src/controller/controller.js';
+import type { ExternalClients } from '../../src/controller/steps.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { parseStatus, type WorkspaceStatus } from '../../src/reconcile/status.js';
 import { bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from './kube.js';
@@ -36,7 +37,10 @@ export function workspaceDoc(id: string, overrides: Record<string, unknown> = {}
 }
 
 /** Config for a test: its own source namespace, Flyte and IAM off unless the test turns them on. */
-export async function startFixture(overrides: Record<string, unknown> = {}): Promise<Fixture> {
+export async function startFixture(
+  overrides: Record<string, unknown> = {},
+  clients?: Partial<ExternalClients>,
+): Promise<Fixture> {
   const adminKc = kubeConfigFor('admin');
   const admin = new HttpKubeApi(adminKc, { fieldManager: 'test-admin', stats: new CallStats('kubernetes') });
   const sourceNamespace = uniqueName('src');
@@ -56,7 +60,7 @@ export async function startFixture(overrides: Record<string, unknown> = {}): Pro
   );
   const metrics = new Metrics(cfg.controllerName, { defaultMetrics: false });
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const controller = await WorkspaceController.start({ cfg, kc: kubeConfigFor('controller'), log, metrics });
+  const controller = await WorkspaceController.start({ cfg, kc: kubeConfigFor('controller'), log, metrics, clients });
   return {
     cfg,
     controller,
