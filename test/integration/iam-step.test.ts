@@ -291,7 +291,7 @@ describe('IamStep.ensure', () => {
       const outcome = await step.ensure(ctx);
       expect(outcome).toMatchObject({ state: 'Ready', reason: 'Applied', writes: 1 });
       expect(proxy.writeCounts()).toEqual({ UpdateAssumeRolePolicy: 1 });
-      expect(onDrift).toEqual(['iam-trust-policy']);
+      expect(onDrift).toEqual(['trust-policy']);
       expect(ctx.changes).toEqual([
         { system: 'iam', action: 'update', target: `role ${env.roleName}`, detail: 'trust policy' },
       ]);

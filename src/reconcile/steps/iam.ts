@@ -45,7 +45,10 @@ export interface IamStepOptions {
   /** How long a verified workspace is trusted without reading IAM. Default 90% of the resync period. */
   verifyTtlMs?: number;
   now?: () => number;
-  /** Called per repaired aspect when the spec did not change (drift), e.g. for a metric. */
+  /**
+   * Called per repaired aspect (trust-policy, inline-policy, tags, permissions-boundary, role-settings)
+   * when the spec did not change (drift), e.g. for a metric; the caller adds any prefix such as `iam-`.
+   */
   onDrift?: (kind: string) => void;
 }
 
@@ -171,7 +174,7 @@ export class IamStep implements WorkspaceStep {
       if (ctx.dryRun) return;
       await write();
       progress.writes++;
-      if (ctx.specUnchanged) this.opts.onDrift?.(`iam-${aspect}`);
+      if (ctx.specUnchanged) this.opts.onDrift?.(aspect);
     };
 
     // Trust policy: replaced whole when it differs semantically.
