@@ -13,9 +13,10 @@ import {
 } from '../support/controller-fixture.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 
+// Non-canonical on purpose: the server stores "2" and "4Gi"; a string compare would rewrite forever.
 const small = {
-  'requests.cpu': '2',
-  'requests.memory': '4Gi',
+  'requests.cpu': '2000m',
+  'requests.memory': '4096Mi',
   'limits.cpu': '4',
   'limits.memory': '8Gi',
   pods: '10',
@@ -129,6 +130,10 @@ describe('workspace lifecycle in Kubernetes', () => {
       message: 'quota follows tier',
     });
     await waitForStatus(f, cm, (s) => s.phase === 'Ready');
+    expect((await quota(id))?.hard['requests.memory']).toBe('4Gi');
+    const before = await settledWrites();
+    await f.controller.resyncAll();
+    expect(await settledWrites()).toBe(before);
   });
 
   it('repairs a deleted RoleBinding and a hand-edited quota within seconds', async () => {

@@ -107,3 +107,16 @@ describe('semantic diff', () => {
     expect(containsDesired({ metadata: {} }, { metadata: { annotations: {} } })).toBe(true);
   });
 });
+
+describe('quantities', () => {
+  it('compare by value, as the API server canonicalizes them', async () => {
+    const { sameQuantity, parseQuantity } = await import('../../src/desired/quantity.js');
+    expect(sameQuantity('0.5', '500m')).toBe(true);
+    expect(sameQuantity('1024Mi', '1Gi')).toBe(true);
+    expect(sameQuantity('1G', '1Gi')).toBe(false);
+    expect(sameQuantity('40', '40')).toBe(true);
+    expect(sameQuantity('40', '41')).toBe(false);
+    expect(parseQuantity('2e3')).toBe(2000);
+    expect(parseQuantity('abc')).toBeUndefined();
+  });
+});

@@ -14,6 +14,7 @@ import {
 import { MANAGED_BY_LABEL, SOURCE_ANNOTATION, WORKSPACE_ID_LABEL } from '../../config/config.js';
 import { roleArnFor } from '../../desired/iam-arn.js';
 import { desiredKubernetesObjects, workspaceSelector } from '../../desired/kubernetes.js';
+import { sameQuantity } from '../../desired/quantity.js';
 import { containsDesired, diffPaths } from '../diff.js';
 import {
   type PlannedChange,
@@ -39,6 +40,16 @@ export interface KubernetesStepOptions {
   sourceExists?: (source: string) => boolean;
   /** Called per repaired object kind when the spec did not change (drift). */
   onDrift?: (kind: string) => void;
+}
+
+/** containsDesired, except that quota values compare as quantities (the server canonicalizes them). */
+function inSync(live: KubeObject, desired: KubeObject): boolean {
+  if (desired.kind !== 'ResourceQuota') return containsDesired(live, desired);
+  const { spec, ...rest } = desired;
+  const want = (spec as { hard?: Record<string, string> }).hard ?? {};
+  const have = (live.spec as { hard?: Record<string, string> } | undefined)?.hard ?? {};
+  const sameKeys = Object.keys(want).length === Object.keys(have).length;
+  return containsDesired(live, rest) && sameKeys && Object.entries(want).every(([k, v]) => sameQuantity(have[k], v));
 }
 
 const key = (o: { kind: string; metadata: { namespace?: string; name: string } }) =>
@@ -83,7 +94,7 @@ export class KubernetesStep implements WorkspaceStep {
       if (current?.metadata.deletionTimestamp) {
         throw new StepError('Terminating', `${describeRef(refOf(obj))} is being deleted; will retry`, true);
       }
-      if (current && containsDesired(current, obj)) continue;
+      if (current && inSync(current, obj)) continue;
       const change: PlannedChange = {
         system: 'kubernetes',
         action: current ? 'update' : 'create',
