@@ -162,6 +162,25 @@ function errMessage(e: unknown): string {
   return String(e);
 }
 
+/**
+ * A signal that aborts when `parent` aborts or after `ms`; dispose() detaches it from `parent`. (Avoids
+ * AbortSignal.any() on the long-lived run signal, which keeps every dependent signal reachable.)
+ */
+function scopedSignal(parent: AbortSignal, ms: number): { signal: AbortSignal; dispose(): void } {
+  const ctl = new AbortController();
+  const onParent = () => ctl.abort(parent.reason);
+  const timer = setTimeout(() => ctl.abort(new DOMException('renew deadline passed', 'TimeoutError')), ms);
+  if (parent.aborted) onParent();
+  else parent.addEventListener('abort', onParent, { once: true });
+  return {
+    signal: ctl.signal,
+    dispose() {
+      clearTimeout(timer);
+      parent.removeEventListener('abort', onParent);
+    },
+  };
+}
+
 /** Resolves after `ms` or as soon as `signal` aborts (never rejects). */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -342,8 +361,8 @@ export class LeaseElector {
   private async acquire(stopSignal: AbortSignal): Promise<boolean> {
     this.log.info('attempting to acquire leader lease');
     while (!stopSignal.aborted) {
-      const attempt = AbortSignal.any([stopSignal, AbortSignal.timeout(this.renewDeadlineMs)]);
-      const ok = await this.tryAcquireOrRenew(attempt);
+      const attempt = scopedSignal(stopSignal, this.renewDeadlineMs);
+      const ok = await this.tryAcquireOrRenew(attempt.signal).finally(() => attempt.dispose());
       this.maybeReportTransition();
       if (ok && !stopSignal.aborted) return true;
       if (ok) return this.stoppedRightAfterAcquire();
@@ -365,12 +384,16 @@ export class LeaseElector {
    */
   private async renew(stopSignal: AbortSignal): Promise<'lost' | 'stopped'> {
     while (!stopSignal.aborted) {
-      const round = AbortSignal.any([stopSignal, AbortSignal.timeout(this.renewDeadlineMs)]);
+      const { signal: round, dispose } = scopedSignal(stopSignal, this.renewDeadlineMs);
       let ok = false;
-      while (!round.aborted) {
-        ok = await this.tryAcquireOrRenew(round);
-        if (ok || round.aborted) break;
-        await sleep(this.retryPeriodMs, round);
+      try {
+        while (!round.aborted) {
+          ok = await this.tryAcquireOrRenew(round);
+          if (ok || round.aborted) break;
+          await sleep(this.retryPeriodMs, round);
+        }
+      } finally {
+        dispose();
       }
       this.maybeReportTransition();
       if (stopSignal.aborted) return 'stopped';
