@@ -147,8 +147,11 @@ class ManagedProcess {
     const { code, signal } = this.exit;
     const tail = tailOf(this.stderrLog);
     const how = signal ? `signal ${signal}` : `code ${code}`;
-    if (/address already in use/i.test(tail)) {
-      throw new PortInUseError(`${this.name} could not bind its port (address already in use):\n${tail}`);
+    const inUse = tail.split('\n').find((l) => /address already in use/i.test(l));
+    if (inUse) {
+      throw new PortInUseError(
+        `${this.name} could not bind its port: ${inUse.trim()}\nLast lines of ${this.stderrLog}:\n${tail}`,
+      );
     }
     throw new ControlPlaneError(
       `${this.name} exited early (${how}). Last ${TAIL_LINES} lines of ${this.stderrLog}:\n${tail}`,
@@ -188,17 +191,24 @@ class PortInUseError extends ControlPlaneError {
   override name = 'PortInUseError';
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
+/** `n` distinct free loopback ports (held open together while picking, so they cannot coincide). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  const ports = await Promise.all(
+    servers.map(
+      (srv) =>
+        new Promise<number>((resolve, reject) => {
+          srv.unref();
+          srv.on('error', reject);
+          srv.listen(0, '127.0.0.1', () => {
+            const addr = srv.address();
+            resolve(typeof addr === 'object' && addr ? addr.port : 0);
+          });
+        }),
+    ),
+  );
+  await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))));
+  return ports;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -409,7 +419,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const noFsync = supportsFlag(bins.etcd, '--unsafe-no-fsync');
     let etcdUrl = '';
     await withFreshPorts('etcd', async () => {
-      const [client, peer] = [await freePort(), await freePort()];
+      const [client, peer] = await freePorts(2);
       etcdUrl = `http://127.0.0.1:${client}`;
       const peerUrl = `http://127.0.0.1:${peer}`;
       rmSync(join(dir, 'etcd-data'), { recursive: true, force: true });
@@ -495,7 +505,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       });
     };
     await withFreshPorts('kube-apiserver', async () => {
-      port = await freePort();
+      port = (await freePorts(1))[0] ?? 0;
       rmSync(join(pki, 'apiserver.crt'), { force: true });
       rmSync(join(pki, 'apiserver.key'), { force: true });
       apiserver = new ManagedProcess('kube-apiserver', bins['kube-apiserver'], apiserverArgs(port), dir, writePids);
@@ -580,14 +590,19 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       stop: stopAll,
     };
   } catch (e) {
-    const tails = logTails();
+    const message = (e as Error).message;
+    // Add the logs of the components the message does not already show.
+    const others = procs
+      .filter((p) => !message.includes(p.stderrLog))
+      .map((p) => `--- ${p.name} (last ${TAIL_LINES} lines of ${p.stderrLog}):\n${tailOf(p.stderrLog)}`)
+      .join('\n');
     await stopAll().catch(() => {});
+    const full = others ? `${message}\n\nOther components:\n${others}` : message;
     if (e instanceof ControlPlaneError) {
-      // Tails are already in messages about a specific process; add the others for context.
-      e.message = `${e.message}\n\nAll component logs:\n${tails}`;
+      e.message = full;
       throw e;
     }
-    throw new ControlPlaneError(`control plane failed to start: ${(e as Error).message}\n${tails}`);
+    throw new ControlPlaneError(`control plane failed to start: ${full}`);
   }
 }
 
