@@ -111,7 +111,7 @@ describe('a workspace across Kubernetes, IAM and FlyteAdmin', () => {
     await f.controller.waitIdle();
     const updates = flyte.requests('UpdateProject');
     expect(updates).toHaveLength(1);
-    expect((updates[0]?.request as { state?: number }).state).toBe(Project_ProjectState.ACTIVE);
+    expect((updates[0]?.request as { state?: number } | undefined)?.state).toBe(Project_ProjectState.ACTIVE);
     expect(flyte.calls().byMethod.RegisterProject ?? 0).toBe(0);
   });
 

@@ -68,7 +68,7 @@ describe('workspace lifecycle in Kubernetes', () => {
       namespace: ns(id),
       name: `${id}-isolation`,
     });
-    expect((np?.spec as { policyTypes: string[] }).policyTypes).toEqual(['Ingress', 'Egress']);
+    expect((np?.spec as { policyTypes: string[] } | undefined)?.policyTypes).toEqual(['Ingress', 'Egress']);
     const sa = await f.admin.get({
       apiVersion: 'v1',
       kind: 'ServiceAccount',
