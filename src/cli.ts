@@ -14,10 +14,11 @@ Commands:
   validate   check a workspace.json and report every error
 
 Run 'flyte-workspace-controller <command> --help' for the options of a command.`,
-  run: `Usage: flyte-workspace-controller run [--config FILE] [--kubeconfig FILE]
+  run: `Usage: flyte-workspace-controller run [--config FILE] [--set SETTING=VALUE]... [--kubeconfig FILE]
 
 Starts the daemon: leader election, watches, work queue, /metrics, /healthz, /readyz.
   --config FILE       controller configuration (JSON); FWC_CONFIG and FWC_* variables also apply
+  --set K=V           override one setting, e.g. --set reconcile.concurrency=8 (flags beat env beat file)
   --kubeconfig FILE   kubeconfig to use (default: in-cluster, then KUBECONFIG, then ~/.kube/config)`,
   plan: `Usage: flyte-workspace-controller plan -f FILE [--source NAMESPACE/NAME] [--config FILE] [--kubeconfig FILE] [--json]
 
@@ -42,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`unknown command "${command}"\n\n${USAGE.main}`);
     return 2;
   }
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: rest,
@@ -53,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
         file: { type: 'string', short: 'f' },
         source: { type: 'string' },
         json: { type: 'boolean' },
+        set: { type: 'string', multiple: true },
       },
       strict: true,
     }));
@@ -66,7 +68,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   let cfg: ControllerConfig;
   try {
-    cfg = loadConfig({ file: values.config as string | undefined, env: process.env });
+    cfg = loadConfig({
+      file: values.config as string | undefined,
+      env: process.env,
+      overrides: setOverrides((values.set as string[] | undefined) ?? []),
+    });
   } catch (err) {
     console.error(err instanceof ConfigError ? err.message : `cannot load configuration: ${(err as Error).message}`);
     return 2;
@@ -107,6 +113,28 @@ export async function main(argv: string[]): Promise<number> {
     source: (values.source as string | undefined) ?? `${cfg.sourceNamespaces[0]}/${parsed.spec.workspaceId}`,
     json: values.json === true,
   });
+}
+
+/** `--set a.b=value` (repeatable) → { a: { b: value } }; values parse as JSON when they can. */
+export function setOverrides(pairs: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ConfigError(pair, 'expected --set path.to.setting=value');
+    const path = pair.slice(0, eq).split('.');
+    let value: unknown = pair.slice(eq + 1);
+    try {
+      value = JSON.parse(value as string);
+    } catch {
+      // plain string
+    }
+    let node = out;
+    path.forEach((seg, i) => {
+      if (i === path.length - 1) node[seg] = value;
+      else node = (node[seg] ??= {}) as Record<string, unknown>;
+    });
+  }
+  return out;
 }
 
 /** Reads workspace.json from a file or stdin; a ConfigMap document is unwrapped to its data key. */

@@ -1,10 +1,10 @@
 // The workspace reconciler: load spec → compute desired state → diff → apply per step → status.
 // Level-triggered and idempotent: it reads everything it needs each time and can be killed at any point.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { KubeApi, KubeObject } from '../adapters/kubernetes.js';
 import { type ControllerConfig, FINALIZER, RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '../config/config.js';
 import { workspaceNames } from '../desired/names.js';
+import { reconcileLogger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { formatFieldErrors, parseWorkspace, type WorkspaceSpec } from '../spec/workspace.js';
 import type { ClaimIndex, SourceLookup } from './claims.js';
@@ -75,17 +75,18 @@ export class WorkspaceReconciler {
   constructor(private readonly d: ReconcilerDeps) {}
 
   async reconcile(key: string): Promise<ReconcileResult> {
-    const log = this.d.log.child({
+    const [namespace, name] = key.split('/') as [string, string];
+    const workspace = this.d.claims.workspaceOf(key);
+    const log = reconcileLogger(this.d.log, {
       controller: this.d.cfg.controllerName,
-      namespace: key.split('/')[0],
-      name: key.split('/')[1],
-      reconcileID: randomUUID(),
+      namespace,
+      name,
+      ...(workspace ? { workspace } : {}),
     });
     const cm = this.d.sources.get(key);
     if (!cm) {
       // Gone from the watch: deleted (finalizer already handled) or no longer labelled. Re-read, so a
       // label removal on an object that still carries our finalizer is cleaned up instead of stuck.
-      const [namespace, name] = key.split('/') as [string, string];
       const live = await this.d.kube.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace, name });
       if (live?.metadata.finalizers?.includes(FINALIZER) && !matchesSelector(live, this.d.cfg.configMapSelector)) {
         log.info('workspace ConfigMap lost its label; tearing down what it provisioned');
