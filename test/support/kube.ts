@@ -46,7 +46,11 @@ export async function applyManifestFile(kc: KubeConfig, path: string): Promise<K
   const text = await readFile(path, 'utf8');
   let docs: KubernetesObject[];
   try {
-    docs = (loadAllYaml(text) as (KubernetesObject | null | undefined)[]).filter((d): d is KubernetesObject => !!d);
+    // loadAllYaml throws on empty documents (a trailing `---`, a comments-only block), so drop those first.
+    const chunks = text
+      .split(/^---[ \t]*$/m)
+      .filter((c) => c.split('\n').some((l) => l.trim() && !l.trim().startsWith('#')));
+    docs = chunks.flatMap((c) => loadAllYaml(c) as KubernetesObject[]);
   } catch (e) {
     throw new Error(`${path}: cannot parse YAML: ${(e as Error).message}`);
   }
