@@ -31,7 +31,13 @@ ensure_dependencies() {
   local stamp="$PROJECT_ROOT/node_modules/.fwc-installed"
   if [ ! -f "$stamp" ] || [ "$PROJECT_ROOT/package-lock.json" -nt "$stamp" ]; then
     echo "[toolchain] installing dependencies (npm ci)" >&2
-    (cd "$PROJECT_ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    # npm ci refuses a lockfile that lacks the optional per-platform binaries of biome and buf for other
+    # operating systems; the registry this machine reaches does not serve those (404), so no complete
+    # lockfile can be written here. Fall back to an install that still honours every locked version.
+    if ! (cd "$PROJECT_ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2 2>/dev/null); then
+      echo "[toolchain] npm ci rejected the lockfile (missing other-platform optional packages); npm install --no-save" >&2
+      (cd "$PROJECT_ROOT" && npm install --no-save --no-audit --no-fund --loglevel=error >&2)
+    fi
     touch "$stamp"
   fi
 }
