@@ -1,0 +1,965 @@
+// Scale benchmark (run through scripts/bench.sh). For each pass, on a fresh local control plane:
+//   1. cold start: N workspace ConfigMaps exist, then the controller process starts; time until every one
+//      reports Ready with its specHash (watched as admin), compared with a baseline that creates the same
+//      Kubernetes objects + one status write per workspace with the same client and concurrency;
+//   2. no-op resync (SIGHUP): wall time until the queue is idle, controller CPU, writes per system;
+//   3. churn: user added/removed and tier changed at a fixed rate; write → Ready latency percentiles;
+//   4. memory after convergence; 5. API cost per workspace per system on create, resync and change.
+// Pass "kubernetes" has Flyte and IAM off (the ratio to the baseline is about the Kubernetes part); pass
+// "full" adds the FlyteAdmin double and moto (IAM) and reports the external calls separately.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { CallStats } from '../src/adapters/call-stats.js';
+import { HttpKubeApi, type KubeObject } from '../src/adapters/kubernetes.js';
+import {
+  type ControllerConfig,
+  defaultConfig,
+  FINALIZER,
+  mergeConfig,
+  STATUS_ANNOTATION,
+  validateConfig,
+} from '../src/config/config.js';
+import { roleArnFor } from '../src/desired/iam-arn.js';
+import { desiredKubernetesObjects } from '../src/desired/kubernetes.js';
+import { workspaceNames } from '../src/desired/names.js';
+import {
+  serializeStatus,
+  setCondition,
+  stepConditions,
+  stepStatus,
+  type WorkspaceStatus,
+} from '../src/reconcile/status.js';
+import { parseWorkspace } from '../src/spec/workspace.js';
+import { type ControlPlane, startControlPlane } from '../test/support/controlplane.js';
+import { type FlyteAdminDouble, startFlyteAdminDouble } from '../test/support/flyteadmin-double.js';
+import { applyManifestFile, bindSourceNamespace, kubeConfigFor } from '../test/support/kube.js';
+import { type Moto, startMoto } from '../test/support/moto.js';
+import { CpuMeter, type CpuUsage, cpuBetween, processRssBytes, round } from './bench/proc.js';
+import {
+  type RequestCounts,
+  reconcileDelta,
+  requestDelta,
+  Scrape,
+  SYSTEMS,
+  type SystemName,
+  scrape,
+} from './bench/prom.js';
+import { renderMarkdown } from './bench/report.js';
+import { StatusTracker } from './bench/tracker.js';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const SRC = 'bench-src';
+const BASE_SRC = 'bench-baseline-src';
+const BASELINE_MANAGER = 'fwc-bench-baseline';
+const MANIFESTS = ['manifests/rbac.yaml', 'manifests/workspace-roles.yaml', 'manifests/admission-policy.yaml'];
+const LARGE_TIER = {
+  'requests.cpu': '64',
+  'requests.memory': '128Gi',
+  'limits.cpu': '128',
+  'limits.memory': '256Gi',
+  pods: '400',
+  persistentvolumeclaims: '50',
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Options
+
+export interface BenchOptions {
+  n: number;
+  externalN: number;
+  concurrency: number;
+  churnRate: number;
+  churnSeconds: number;
+  skipExternal: boolean;
+  skipBaseline: boolean;
+  changeSamples: number;
+  controllerNodeArgs: string[];
+  out: string;
+}
+
+function options(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      n: { type: 'string', default: '100' },
+      'external-n': { type: 'string' },
+      concurrency: { type: 'string', default: String(defaultConfig().reconcile.concurrency) },
+      'churn-rate': { type: 'string', default: '10' },
+      'churn-seconds': { type: 'string', default: '30' },
+      'skip-external': { type: 'boolean', default: false },
+      'skip-baseline': { type: 'boolean', default: false },
+      'change-samples': { type: 'string', default: '100' },
+      'controller-node-args': { type: 'string', default: '' },
+      out: { type: 'string', default: 'bench-results' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(`Usage: npm run bench -- [options]
+  --n N               workspaces (default 100; 1000 and 5000 are the scale points)
+  --concurrency C     controller reconcile.concurrency, also the baseline's (default ${defaultConfig().reconcile.concurrency})
+  --churn-rate R      changes per second during churn (default 10)
+  --churn-seconds S   churn duration (default 30)
+  --skip-external     Kubernetes-only pass only (no Flyte double, no moto)
+  --external-n M      workspaces in the full pass (default N); its cold start is bound by the IAM request budget
+  --skip-baseline     no baseline (cold start reported without a ratio)
+  --change-samples K  changes of each kind for the per-change API cost (default 100, at most N)
+  --controller-node-args "ARGS"  extra node flags for the controller process (diagnostics, e.g. --trace-gc)
+  --out DIR           where reports go (default bench-results)`);
+    process.exit(0);
+  }
+  const int = (name: string, v: string | undefined, min: number) => {
+    const x = Number(v);
+    if (!Number.isFinite(x) || x < min) throw new Error(`--${name} must be a number ≥ ${min}`);
+    return x;
+  };
+  const n = int('n', values.n, 1);
+  return {
+    n,
+    externalN: int('external-n', values['external-n'] ?? String(n), 1),
+    concurrency: int('concurrency', values.concurrency, 1),
+    churnRate: int('churn-rate', values['churn-rate'], 0),
+    churnSeconds: int('churn-seconds', values['churn-seconds'], 0),
+    skipExternal: values['skip-external'] ?? false,
+    skipBaseline: values['skip-baseline'] ?? false,
+    changeSamples: int('change-samples', values['change-samples'], 0),
+    controllerNodeArgs: (values['controller-node-args'] ?? '').split(/\s+/).filter(Boolean),
+    out: values.out ?? 'bench-results',
+  };
+}
+
+const say = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+// ---------------------------------------------------------------------------------------------------------
+// Workspaces
+
+interface WorkspaceState {
+  name: string;
+  id: string;
+  extraUsers: number;
+  nextUser: number;
+  tier: 'default' | 'large';
+}
+
+function docOf(ws: WorkspaceState): Record<string, unknown> {
+  const users = [
+    { user_id: 'u1', email: `owner-${ws.id}@example.com`, role: 'owner' },
+    { user_id: 'u2', email: `dev-${ws.id}@example.com`, role: 'contributor' },
+  ];
+  for (let i = 0; i < ws.extraUsers; i++) {
+    const k = ws.nextUser - ws.extraUsers + i;
+    users.push({ user_id: `x${k}`, email: `user${k}-${ws.id}@example.com`, role: 'contributor' });
+  }
+  return {
+    workspace_id: ws.id,
+    workspace_name: `Workspace ${ws.id}`,
+    users,
+    data_bucket: `${ws.id}-data`,
+    services: [{ service_type: 'flyte', config: {} }, 'sagemaker'],
+    tier: ws.tier,
+  };
+}
+
+function configMapOf(namespace: string, ws: WorkspaceState): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: ws.name, namespace, labels: { app: 'workspace-config' } },
+    data: { 'workspace.json': JSON.stringify(docOf(ws)) },
+  };
+}
+
+function hashOf(cfg: ControllerConfig, ws: WorkspaceState): string {
+  const parsed = parseWorkspace(JSON.stringify(docOf(ws)), cfg);
+  if (!parsed.ok) throw new Error(`bench workspace ${ws.id} is invalid: ${JSON.stringify(parsed.errors)}`);
+  return parsed.specHash;
+}
+
+function workspaces(prefix: string, n: number): WorkspaceState[] {
+  const width = String(n).length;
+  return Array.from({ length: n }, (_, i) => {
+    const id = `${prefix}-${String(i).padStart(width, '0')}`;
+    return { name: id, id, extraUsers: 0, nextUser: 0, tier: 'default' as const };
+  });
+}
+
+/** Runs `fn` over `items` with `concurrency` workers. */
+async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++] as T);
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Environment: control plane, identities, namespaces
+
+interface Env {
+  cp: ControlPlane;
+  adminKc: KubeConfig;
+  controllerKc: KubeConfig;
+  admin: HttpKubeApi;
+  cpu: CpuMeter;
+  controllerPid?: number;
+}
+
+async function startEnv(binDir: string): Promise<Env> {
+  const t0 = Date.now();
+  const cp = await startControlPlane({ binDir });
+  say(`control plane up at ${cp.server} in ${Date.now() - t0} ms`);
+  const adminKc = kubeConfigFor('admin', cp);
+  const controllerKc = kubeConfigFor('controller', cp);
+  const admin = new HttpKubeApi(adminKc, { fieldManager: 'bench-admin', stats: new CallStats('kubernetes') });
+  for (const name of ['flyte-workspace-controller', 'workspace-platform', 'flyte', SRC, BASE_SRC]) {
+    await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  }
+  for (const m of MANIFESTS) await applyManifestFile(adminKc, join(root, m));
+  await bindSourceNamespace(adminKc, SRC);
+  await bindSourceNamespace(adminKc, BASE_SRC);
+  const env: Env = { cp, adminKc, controllerKc, admin, cpu: new CpuMeter(() => ({})) };
+  env.cpu = new CpuMeter(() => {
+    const pids: Record<string, number> = {};
+    for (const [name, pid] of controlPlanePids(cp)) pids[name] = pid;
+    if (env.controllerPid) pids.controller = env.controllerPid;
+    return pids;
+  });
+  return env;
+}
+
+/** kube-apiserver / etcd / kube-controller-manager pids, from the harness's pid file and /proc. */
+function controlPlanePids(cp: ControlPlane): [string, number][] {
+  try {
+    const pids = execFileSync('cat', [join(cp.dir, 'pids')], { encoding: 'utf8' })
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    return pids
+      .filter((p) => p > 0)
+      .map((pid) => {
+        const comm = execFileSync('cat', [`/proc/${pid}/comm`], { encoding: 'utf8' }).trim();
+        return [comm.replace(/^kube-controller.*/, 'kube-controller-manager'), pid] as [string, number];
+      });
+  } catch {
+    return [];
+  }
+}
+
+/** Waits until the control plane has worked off earlier load (< 0.15 cores for 2 s), at most `maxMs`. */
+async function settle(env: Env, maxMs = 30_000): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  let quiet = 0;
+  let prev = env.cpu.snapshot();
+  while (Date.now() < deadline && quiet < 2) {
+    await sleep(1000);
+    const now = env.cpu.snapshot();
+    const used = ['kube-apiserver', 'etcd', 'kube-controller-manager'].reduce(
+      (a, k) => a + ((now.byName[k] ?? 0) - (prev.byName[k] ?? 0)),
+      0,
+    );
+    quiet = used / ((now.at - prev.at) / 1000) < 0.15 ? quiet + 1 : 0;
+    prev = now;
+  }
+}
+
+async function createConfigMaps(env: Env, namespace: string, list: WorkspaceState[]): Promise<number> {
+  const t0 = performance.now();
+  await pool(list, 16, async (ws) => {
+    await env.admin.apply(configMapOf(namespace, ws), { fieldManager: 'workspace-platform' });
+  });
+  return (performance.now() - t0) / 1000;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Baseline: the same Kubernetes objects, created by a plain loop with the controller's client and identity
+
+interface BaselineResult {
+  n: number;
+  concurrency: number;
+  seconds: number;
+  workspacesPerSecond: number;
+  writesPerWorkspace: number;
+  cpu: CpuUsage;
+}
+
+async function runBaseline(env: Env, cfg: ControllerConfig, n: number, concurrency: number): Promise<BaselineResult> {
+  // Another field manager (and so another managed-by label): the controller under test neither watches nor
+  // caches these objects. Same kinds, same sizes, same identity, same admission path.
+  const bcfg = mergeConfig(cfg, { fieldManager: BASELINE_MANAGER });
+  const list = workspaces('bb', n);
+  await createConfigMaps(env, BASE_SRC, list);
+  await settle(env);
+  const kube = new HttpKubeApi(env.controllerKc, {
+    fieldManager: BASELINE_MANAGER,
+    stats: new CallStats('kubernetes'),
+  });
+  const before = env.cpu.snapshot();
+  const t0 = performance.now();
+  await pool(list, concurrency, async (ws) => {
+    const parsed = parseWorkspace(JSON.stringify(docOf(ws)), bcfg);
+    if (!parsed.ok) throw new Error('invalid baseline workspace');
+    const names = workspaceNames(bcfg, ws.id);
+    const source = `${BASE_SRC}/${ws.name}`;
+    const objects = desiredKubernetesObjects({
+      cfg: bcfg,
+      spec: parsed.spec,
+      names,
+      source,
+      roleArn: roleArnFor(bcfg, names.iamRole),
+    });
+    for (const obj of objects) await kube.apply(obj);
+    await kube.apply(statusBody(ws, parsed.specHash, names.namespaces));
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = cpuBetween(before, env.cpu.snapshot());
+  return {
+    n,
+    concurrency,
+    seconds: round(seconds, 2),
+    workspacesPerSecond: round(n / seconds, 1),
+    writesPerWorkspace: round(kube.stats.writes / n, 2),
+    cpu,
+  };
+}
+
+/** A status annotation shaped like the controller's Ready status for a Kubernetes-only workspace. */
+function statusBody(ws: WorkspaceState, specHash: string, namespaces: string[]): KubeObject {
+  const now = new Date().toISOString();
+  const steps = {
+    kubernetes: stepStatus(
+      undefined,
+      {
+        state: 'Ready',
+        reason: 'Applied',
+        message: 'applied 6 change(s)',
+        writes: 6,
+        details: { namespaces: namespaces.join(','), serviceAccount: `flyte-${ws.id}-runner`, roleBindings: '2' },
+      },
+      now,
+    ),
+  };
+  const status: WorkspaceStatus = {
+    phase: 'Ready',
+    workspaceId: ws.id,
+    specHash,
+    owner: true,
+    conditions: [
+      setCondition(
+        undefined,
+        { type: 'Ready', status: 'True', reason: 'Provisioned', message: 'workspace provisioned' },
+        now,
+      ),
+      ...stepConditions(undefined, steps, now),
+    ],
+    steps,
+    observedSpecHash: specHash,
+    namespaces,
+  };
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: ws.name,
+      namespace: BASE_SRC,
+      annotations: { [STATUS_ANNOTATION]: serializeStatus(status) },
+      finalizers: [FINALIZER],
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The controller process
+
+class ControllerProcess {
+  metricsUrl = '';
+  readonly startedAt = performance.now();
+  syncedAt = 0;
+  private exited: Promise<number | null>;
+  private ready: Promise<void>;
+  private watchdog: ChildProcess;
+  errors: string[] = [];
+
+  constructor(
+    readonly child: ChildProcess,
+    logFile: string,
+  ) {
+    const log = createWriteStream(logFile);
+    child.stderr?.pipe(log, { end: false });
+    let onReady: () => void = () => undefined;
+    let onFail: (e: Error) => void = () => undefined;
+    this.ready = new Promise((resolve, reject) => {
+      onReady = resolve;
+      onFail = reject;
+    });
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code) => {
+        onFail(new Error(`controller exited with ${code} before it was ready (log: ${logFile})`));
+        resolve(code);
+      });
+    });
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      log.write(`${line}\n`);
+      if (!line.includes('"msg"')) return;
+      let rec: { msg?: string; metricsPort?: number; level?: string | number } = {};
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (rec.msg === 'flyte-workspace-controller starting' && rec.metricsPort) {
+        this.metricsUrl = `http://127.0.0.1:${rec.metricsPort}/metrics`;
+      }
+      if (rec.msg === 'caches synced; reconciling') {
+        this.syncedAt = performance.now();
+        onReady();
+      }
+      if ((rec.level === 'error' || rec.level === 50) && this.errors.length < 20) this.errors.push(line.slice(0, 400));
+    });
+    // Takes the controller down if this process dies without cleaning up.
+    this.watchdog = spawn(
+      'sh',
+      ['-c', 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill -TERM "$2" 2>/dev/null', 'fwc-bench-wd'].concat(
+        String(process.pid),
+        String(child.pid),
+      ),
+      { detached: true, stdio: 'ignore' },
+    );
+    this.watchdog.unref();
+  }
+
+  static start(cfgFile: string, kubeconfig: string, logFile: string, nodeArgs: string[] = []): ControllerProcess {
+    const args = [...nodeArgs, 'dist/cli.js', 'run', '--config', cfgFile, '--kubeconfig', kubeconfig];
+    const child = spawn(process.execPath, args, {
+      cwd: root,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/tmp',
+        AWS_ACCESS_KEY_ID: 'testing',
+        AWS_SECRET_ACCESS_KEY: 'testing',
+        AWS_EC2_METADATA_DISABLED: 'true',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new ControllerProcess(child, logFile);
+  }
+
+  whenReady(timeoutMs: number): Promise<void> {
+    return Promise.race([
+      this.ready,
+      sleep(timeoutMs).then(() => {
+        throw new Error('controller did not sync its caches in time');
+      }),
+    ]);
+  }
+
+  scrape(): Promise<Scrape> {
+    return scrape(this.metricsUrl);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      this.child.kill('SIGTERM');
+      const done = await Promise.race([this.exited.then(() => true), sleep(30_000).then(() => false)]);
+      if (!done) this.child.kill('SIGKILL');
+    }
+    try {
+      this.watchdog.kill('SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+}
+
+const QUEUE = { name: 'workspace' };
+
+/**
+ * Waits until the controller's queue is idle — workqueue_depth 0 and no active worker — on two scrapes in a
+ * row, after at least `minAdds` adds since `base`. Returns the first idle scrape of that pair.
+ */
+async function waitQueueIdle(c: ControllerProcess, base: Scrape, minAdds: number, timeoutMs: number): Promise<Scrape> {
+  const deadline = performance.now() + timeoutMs;
+  let candidate: Scrape | undefined;
+  let lastAdds = 0;
+  let addsStuckSince = performance.now();
+  while (performance.now() < deadline) {
+    const s = await c.scrape();
+    const adds = s.sum('workqueue_adds_total', QUEUE) - base.sum('workqueue_adds_total', QUEUE);
+    if (adds !== lastAdds) {
+      lastAdds = adds;
+      addsStuckSince = s.at;
+    }
+    const idle =
+      s.sum('workqueue_depth', QUEUE) === 0 &&
+      s.sum('controller_runtime_active_workers') === 0 &&
+      // Coalesced adds are not counted; accept fewer once nothing was added for 2 s.
+      (adds >= minAdds || s.at - addsStuckSince > 2000);
+    if (idle) {
+      if (candidate) return candidate;
+      candidate = s;
+    } else candidate = undefined;
+    await sleep(100);
+  }
+  throw new Error('controller queue did not become idle in time');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// One pass
+
+export interface MemoryReading {
+  rssMiB: number;
+  heapUsedMiB: number;
+  heapTotalMiB: number;
+}
+
+export interface ApiCost {
+  /** Per workspace (or per change), per system. */
+  perUnit: Record<SystemName, { reads: number; writes: number }>;
+  totals: Record<SystemName, RequestCounts>;
+  units: number;
+  reconciles: Record<string, number>;
+}
+
+export interface ChurnResult {
+  rate: number;
+  seconds: number;
+  issued: number;
+  completed: number;
+  timedOut: number;
+  byKind: Record<string, number>;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  meanMs: number;
+  writeMsP50: number;
+  cpu: CpuUsage;
+  cost: ApiCost;
+}
+
+export interface PassResult {
+  name: 'kubernetes' | 'full';
+  n: number;
+  concurrency: number;
+  external: boolean;
+  createConfigMapsSeconds: number;
+  baseline?: BaselineResult;
+  coldStart: {
+    secondsFromSpawn: number;
+    secondsFromSynced: number;
+    cacheSyncSeconds: number;
+    workspacesPerSecond: number;
+    workspacesPerSecondFromSynced: number;
+    ratioToBaseline?: number;
+    ratioToBaselineFromSynced?: number;
+    halfReadySeconds: number;
+    ninetyReadySeconds: number;
+    secondsToIdle: number;
+    cpu: CpuUsage;
+    cost: ApiCost;
+  };
+  memoryAfterColdStart: MemoryReading;
+  resync: {
+    wallSeconds: number;
+    controllerCpuSeconds: number;
+    writes: Record<SystemName, number>;
+    cpu: CpuUsage;
+    cost: ApiCost;
+  };
+  churn?: ChurnResult;
+  changeCost: Record<string, ApiCost & { p50Ms: number; p99Ms: number }>;
+  memoryAtEnd: MemoryReading;
+  controllerErrors: string[];
+  flyteDouble?: { reads: number; writes: number };
+}
+
+interface PassContext {
+  opts: BenchOptions;
+  binDir: string;
+  logDir: string;
+  name: 'kubernetes' | 'full';
+}
+
+function costOf(before: Scrape, after: Scrape, units: number): ApiCost {
+  const totals = requestDelta(before, after);
+  const perUnit = {} as ApiCost['perUnit'];
+  for (const s of SYSTEMS) {
+    perUnit[s] = {
+      reads: round((totals[s]?.reads ?? 0) / Math.max(1, units), 2),
+      writes: round((totals[s]?.writes ?? 0) / Math.max(1, units), 2),
+    };
+  }
+  return { perUnit, totals, units, reconciles: reconcileDelta(before, after) };
+}
+
+function memoryOf(s: Scrape, pid: number | undefined): MemoryReading {
+  const rss = s.sum('process_resident_memory_bytes') || (pid ? processRssBytes(pid) : 0);
+  return {
+    rssMiB: round(rss / 2 ** 20, 1),
+    heapUsedMiB: round(s.sum('nodejs_heap_size_used_bytes') / 2 ** 20, 1),
+    heapTotalMiB: round(s.sum('nodejs_heap_size_total_bytes') / 2 ** 20, 1),
+  };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return round(sorted[i] as number, 0);
+}
+
+async function runPass(ctx: PassContext): Promise<PassResult> {
+  const { opts, name } = ctx;
+  const external = name === 'full';
+  const n = external ? opts.externalN : opts.n;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  say(`pass "${name}": N=${n}, concurrency ${opts.concurrency}${external ? ', with FlyteAdmin double and moto' : ''}`);
+  const env = await startEnv(ctx.binDir);
+  cleanups.push(() => env.cp.stop());
+  try {
+    let double: FlyteAdminDouble | undefined;
+    let moto: Moto | undefined;
+    if (external) {
+      double = await startFlyteAdminDouble();
+      cleanups.push(() => (double as FlyteAdminDouble).close());
+      moto = await startMoto();
+      cleanups.push(() => (moto as Moto).stop());
+    }
+    const overrides = {
+      sourceNamespaces: [SRC],
+      leaderElection: { enabled: false },
+      server: { metricsPort: 0, healthPort: 0, bindAddress: '127.0.0.1' },
+      // Long resync period: the periodic resync is not under test (SIGHUP is), and IAM's verification TTL
+      // is 90% of it; the Flyte step's own TTL (5 min) is not configurable.
+      reconcile: { concurrency: opts.concurrency, resyncPeriodSeconds: 3600 },
+      tiers: { large: LARGE_TIER },
+      flyte: double ? { enabled: true, endpoint: double.url, insecure: true } : { enabled: false },
+      aws: moto ? { enabled: true, endpoint: moto.endpoint } : { enabled: false },
+      logLevel: 'info',
+    };
+    const cfg = mergeConfig(defaultConfig(), overrides);
+    validateConfig(cfg);
+    const cfgFile = join(ctx.logDir, `config-${name}.json`);
+    writeFileSync(cfgFile, JSON.stringify(overrides, null, 2));
+
+    const list = workspaces('bw', n);
+    const createConfigMapsSeconds = await createConfigMaps(env, SRC, list);
+    say(`created ${n} workspace ConfigMaps in ${createConfigMapsSeconds.toFixed(1)} s`);
+
+    let baseline: BaselineResult | undefined;
+    if (!external && !opts.skipBaseline) {
+      await settle(env);
+      baseline = await runBaseline(env, cfg, n, opts.concurrency);
+      say(`baseline: ${n} workspaces in ${baseline.seconds} s (${baseline.workspacesPerSecond}/s)`);
+    }
+
+    const tracker = new StatusTracker(env.adminKc, SRC);
+    await tracker.start();
+    cleanups.push(() => tracker.stop());
+    tracker.expectAll(new Map(list.map((ws) => [ws.name, hashOf(cfg, ws)])));
+    await settle(env);
+
+    // ---- 1. cold start
+    const cpu0 = env.cpu.snapshot();
+    const controller = ControllerProcess.start(
+      cfgFile,
+      env.cp.kubeconfigPath('controller'),
+      join(ctx.logDir, `controller-${name}.log`),
+      opts.controllerNodeArgs,
+    );
+    env.controllerPid = controller.child.pid;
+    cleanups.push(() => controller.stop());
+    await controller.whenReady(120_000);
+    const base = await controller.scrape(); // counters start at zero; this scrape is only a label template
+    const zero = parseZero(base);
+    const coldTimeout = 120_000 + n * (external ? 1500 : 200);
+    await tracker.waitAllReady(coldTimeout);
+    const tReady = performance.now();
+    const cpuReady = env.cpu.snapshot();
+    const idle = await waitQueueIdle(controller, zero, n, 120_000);
+    const secondsFromSpawn = (tReady - controller.startedAt) / 1000;
+    const secondsFromSynced = (tReady - controller.syncedAt) / 1000;
+    const readyTimes = [...tracker.readyAt.values()]
+      .map((t) => (t - controller.startedAt) / 1000)
+      .sort((a, b) => a - b);
+    const coldStart: PassResult['coldStart'] = {
+      secondsFromSpawn: round(secondsFromSpawn, 2),
+      secondsFromSynced: round(secondsFromSynced, 2),
+      cacheSyncSeconds: round((controller.syncedAt - controller.startedAt) / 1000, 2),
+      workspacesPerSecond: round(n / secondsFromSpawn, 1),
+      workspacesPerSecondFromSynced: round(n / secondsFromSynced, 1),
+      halfReadySeconds: round(readyTimes[Math.floor(n / 2)] ?? 0, 2),
+      ninetyReadySeconds: round(readyTimes[Math.floor(n * 0.9)] ?? 0, 2),
+      secondsToIdle: round((idle.at - controller.startedAt) / 1000, 2),
+      cpu: cpuBetween(cpu0, cpuReady),
+      cost: costOf(zero, idle, n),
+    };
+    if (baseline) {
+      coldStart.ratioToBaseline = round(coldStart.workspacesPerSecond / baseline.workspacesPerSecond, 2);
+      coldStart.ratioToBaselineFromSynced = round(
+        coldStart.workspacesPerSecondFromSynced / baseline.workspacesPerSecond,
+        2,
+      );
+    }
+    say(
+      `cold start: ${n} Ready in ${coldStart.secondsFromSpawn} s from spawn (${coldStart.workspacesPerSecond}/s${
+        baseline ? `, ${coldStart.ratioToBaseline} of baseline` : ''
+      })`,
+    );
+
+    // ---- 5. memory after convergence
+    await sleep(3000);
+    const memoryAfterColdStart = memoryOf(await controller.scrape(), env.controllerPid);
+    say(
+      `memory after convergence: RSS ${memoryAfterColdStart.rssMiB} MiB, heap ${memoryAfterColdStart.heapUsedMiB} MiB`,
+    );
+
+    // ---- 2. no-op resync
+    await settle(env, 15_000);
+    const r0 = await controller.scrape();
+    const rc0 = env.cpu.snapshot();
+    controller.child.kill('SIGHUP');
+    const tHup = performance.now();
+    const r1 = await waitQueueIdle(controller, r0, n, 300_000);
+    const rcost = costOf(r0, r1, n);
+    const resync: PassResult['resync'] = {
+      wallSeconds: round((r1.at - tHup) / 1000, 2),
+      controllerCpuSeconds: round(r1.sum('process_cpu_seconds_total') - r0.sum('process_cpu_seconds_total'), 2),
+      writes: Object.fromEntries(SYSTEMS.map((s) => [s, rcost.totals[s]?.writes ?? 0])) as Record<SystemName, number>,
+      cpu: cpuBetween(rc0, env.cpu.snapshot()),
+      cost: rcost,
+    };
+    say(
+      `resync: idle after ${resync.wallSeconds} s, controller CPU ${resync.controllerCpuSeconds} s, writes ${JSON.stringify(resync.writes)}`,
+    );
+
+    // ---- 4. churn
+    let churn: ChurnResult | undefined;
+    if (opts.churnRate > 0 && opts.churnSeconds > 0) {
+      await settle(env, 15_000);
+      churn = await runChurn(env, controller, tracker, cfg, list, opts.churnRate, opts.churnSeconds);
+      say(
+        `churn: ${churn.completed}/${churn.issued} changes, p50 ${churn.p50Ms} ms, p95 ${churn.p95Ms} ms, p99 ${churn.p99Ms} ms`,
+      );
+    }
+
+    // ---- 6. per-change API cost
+    const changeCost: PassResult['changeCost'] = {};
+    const samples = Math.min(opts.changeSamples, n);
+    if (samples > 0) {
+      for (const kind of ['add-user', 'remove-user', 'tier'] as const) {
+        await settle(env, 15_000);
+        changeCost[kind] = await measureChange(env, controller, tracker, cfg, list, kind, samples);
+        say(`change cost ${kind}: ${JSON.stringify(changeCost[kind].perUnit)}`);
+      }
+    }
+
+    const end = await controller.scrape();
+    const result: PassResult = {
+      name,
+      n,
+      concurrency: opts.concurrency,
+      external,
+      createConfigMapsSeconds: round(createConfigMapsSeconds, 1),
+      coldStart,
+      memoryAfterColdStart,
+      resync,
+      changeCost,
+      memoryAtEnd: memoryOf(end, env.controllerPid),
+      controllerErrors: controller.errors,
+    };
+    if (baseline) result.baseline = baseline;
+    if (churn) result.churn = churn;
+    if (double) {
+      const c = double.calls();
+      result.flyteDouble = { reads: c.reads, writes: c.writes };
+    }
+    return result;
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => say(`cleanup: ${(e as Error).message}`));
+  }
+}
+
+/** A scrape with every counter at zero (the controller process starts from zero). */
+function parseZero(s: Scrape): Scrape {
+  return new Scrape(
+    s.samples.map((x) => ({ ...x, value: 0 })),
+    s.at,
+  );
+}
+
+type ChangeKind = 'add-user' | 'remove-user' | 'tier';
+
+function applyChange(ws: WorkspaceState, kind: ChangeKind): ChangeKind {
+  if (kind === 'remove-user' && ws.extraUsers === 0) kind = 'add-user';
+  if (kind === 'add-user') {
+    ws.extraUsers++;
+    ws.nextUser++;
+  } else if (kind === 'remove-user') {
+    ws.extraUsers--;
+  } else {
+    ws.tier = ws.tier === 'default' ? 'large' : 'default';
+  }
+  return kind;
+}
+
+/** Writes one change; resolves with the write → Ready latency (ms), or undefined on timeout. */
+async function change(
+  env: Env,
+  tracker: StatusTracker,
+  cfg: ControllerConfig,
+  ws: WorkspaceState,
+  kind: ChangeKind,
+  timeoutMs: number,
+): Promise<{ latencyMs?: number; writeMs: number; kind: ChangeKind }> {
+  const done = applyChange(ws, kind);
+  const hash = hashOf(cfg, ws);
+  const t0 = performance.now();
+  const seen = tracker.expect(ws.name, hash, t0);
+  await env.admin.apply(configMapOf(SRC, ws), { fieldManager: 'workspace-platform' });
+  const writeMs = performance.now() - t0;
+  const at = await Promise.race([seen, sleep(timeoutMs).then(() => undefined)]);
+  if (at === undefined) tracker.cancel(ws.name);
+  return { latencyMs: at === undefined ? undefined : at - t0, writeMs, kind: done };
+}
+
+async function runChurn(
+  env: Env,
+  controller: ControllerProcess,
+  tracker: StatusTracker,
+  cfg: ControllerConfig,
+  list: WorkspaceState[],
+  rate: number,
+  seconds: number,
+): Promise<ChurnResult> {
+  const kinds: ChangeKind[] = ['add-user', 'remove-user', 'tier'];
+  const total = Math.round(rate * seconds);
+  const inFlight = new Set<string>();
+  const pending: Promise<{ latencyMs?: number; writeMs: number; kind: ChangeKind }>[] = [];
+  const s0 = await controller.scrape();
+  const c0 = env.cpu.snapshot();
+  const t0 = performance.now();
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    let ws = list[Math.floor(Math.random() * list.length)] as WorkspaceState;
+    for (let tries = 0; inFlight.has(ws.name) && tries < 100; tries++) {
+      ws = list[Math.floor(Math.random() * list.length)] as WorkspaceState;
+    }
+    if (inFlight.has(ws.name)) continue;
+    inFlight.add(ws.name);
+    const w = ws;
+    pending.push(
+      change(env, tracker, cfg, w, kinds[i % kinds.length] as ChangeKind, 30_000).finally(() =>
+        inFlight.delete(w.name),
+      ),
+    );
+  }
+  const results = await Promise.all(pending);
+  const cpu = cpuBetween(c0, env.cpu.snapshot());
+  const s1 = await waitQueueIdle(controller, s0, 0, 120_000);
+  const lat = results
+    .map((r) => r.latencyMs)
+    .filter((x): x is number => x !== undefined)
+    .sort((a, b) => a - b);
+  const writes = results.map((r) => r.writeMs).sort((a, b) => a - b);
+  const byKind: Record<string, number> = {};
+  for (const r of results) byKind[r.kind] = (byKind[r.kind] ?? 0) + 1;
+  return {
+    rate,
+    seconds,
+    issued: results.length,
+    completed: lat.length,
+    timedOut: results.length - lat.length,
+    byKind,
+    p50Ms: percentile(lat, 50),
+    p95Ms: percentile(lat, 95),
+    p99Ms: percentile(lat, 99),
+    maxMs: round(lat.at(-1) ?? 0, 0),
+    meanMs: round(lat.reduce((a, b) => a + b, 0) / Math.max(1, lat.length), 0),
+    writeMsP50: percentile(writes, 50),
+    cpu,
+    cost: costOf(s0, s1, results.length),
+  };
+}
+
+/** `samples` changes of one kind on distinct workspaces (10/s), then the calls they caused, per change. */
+async function measureChange(
+  env: Env,
+  controller: ControllerProcess,
+  tracker: StatusTracker,
+  cfg: ControllerConfig,
+  list: WorkspaceState[],
+  kind: ChangeKind,
+  samples: number,
+): Promise<ApiCost & { p50Ms: number; p99Ms: number }> {
+  // For remove-user, pick workspaces that have an extra user (the add-user round gave `samples` of them).
+  const eligible = kind === 'remove-user' ? list.filter((w) => w.extraUsers > 0) : list;
+  const chosen = [...eligible].sort(() => Math.random() - 0.5).slice(0, samples);
+  const s0 = await controller.scrape();
+  const pending: Promise<{ latencyMs?: number }>[] = [];
+  const t0 = performance.now();
+  for (const [i, ws] of chosen.entries()) {
+    const wait = t0 + i * 100 - performance.now();
+    if (wait > 0) await sleep(wait);
+    pending.push(change(env, tracker, cfg, ws, kind, 30_000));
+  }
+  const lat = (await Promise.all(pending))
+    .map((r) => r.latencyMs)
+    .filter((x): x is number => x !== undefined)
+    .sort((a, b) => a - b);
+  const s1 = await waitQueueIdle(controller, s0, 0, 120_000);
+  return { ...costOf(s0, s1, chosen.length), p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<void> {
+  const opts = options(process.argv.slice(2));
+  const binDir = process.env.KUBEBUILDER_ASSETS;
+  if (!binDir) throw new Error('KUBEBUILDER_ASSETS is not set: run through scripts/bench.sh');
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  const outDir = join(root, opts.out);
+  const logDir = join(outDir, `${stamp}-logs`);
+  mkdirSync(logDir, { recursive: true });
+  const git = (args: string[]) => execFileSync('git', args, { cwd: root, encoding: 'utf8' }).trim();
+  const commit = git(['rev-parse', '--short=12', 'HEAD']);
+  const dirty = git(['status', '--porcelain', '--untracked-files=no', 'src']) !== '';
+  const meta = {
+    date: new Date().toISOString(),
+    commit,
+    srcDirty: dirty,
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memGiB: round(totalmem() / 2 ** 30, 0),
+    options: opts,
+  };
+  say(`commit ${commit}${dirty ? ' (src has uncommitted changes)' : ''}; logs in ${logDir}`);
+  const passes: PassResult[] = [];
+  passes.push(await runPass({ opts, binDir, logDir, name: 'kubernetes' }));
+  if (!opts.skipExternal) passes.push(await runPass({ opts, binDir, logDir, name: 'full' }));
+  const report = { meta, passes };
+  const base = join(outDir, stamp);
+  writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(`${base}.md`, renderMarkdown(report));
+  say(`wrote ${base}.md and ${base}.json`);
+  process.stdout.write(renderMarkdown(report));
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    say(`FAILED: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  },
+);
