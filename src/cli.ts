@@ -131,7 +131,10 @@ export function setOverrides(pairs: string[]): Record<string, unknown> {
     let node = out;
     path.forEach((seg, i) => {
       if (i === path.length - 1) node[seg] = value;
-      else node = (node[seg] ??= {}) as Record<string, unknown>;
+      else {
+        node[seg] ??= {};
+        node = node[seg] as Record<string, unknown>;
+      }
     });
   }
   return out;
