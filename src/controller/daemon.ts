@@ -52,7 +52,10 @@ export async function runDaemon(cfg: ControllerConfig, opts: DaemonOptions = {})
       'stop-controller',
       async (ctx) => {
         const running = controller ?? (await starting?.catch(() => undefined));
-        const abandoned = await running?.stop(Math.max(0, ctx.remainingMs() - 2000));
+        // Drain within this hook's own timeout (leaving 1 s to stop the watches), so slow reconciles are
+        // abandoned cleanly instead of the hook timing out and the process exiting 1.
+        const drainMs = Math.min(ctx.remainingMs() - 2000, cfg.shutdownGraceSeconds * 1000 - 1000);
+        const abandoned = await running?.stop(Math.max(0, drainMs));
         if (abandoned?.length)
           log.warn({ abandoned }, 'in-flight reconciles abandoned at shutdown; the next leader redoes them');
       },
