@@ -291,6 +291,9 @@ export class WorkQueue {
     if (m && this.labels) {
       m.workqueueWorkDuration.observe(this.labels, (performance.now() - start) / 1000);
       m.activeWorkers.set({ controller: m.controller }, this.processing.size);
+      // The timer refreshes these while work runs; refresh now too, so an idle queue never reports
+      // the last item's age for up to one timer period.
+      this.updateUnfinishedWork();
     }
     if (this.shuttingDown) {
       if (this.processing.size === 0) {
