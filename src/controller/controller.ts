@@ -13,6 +13,7 @@ import { ClaimIndex } from '../reconcile/claims.js';
 import { KubeEventRecorder } from '../reconcile/events.js';
 import { RetryableReconcileError, WorkspaceReconciler } from '../reconcile/reconciler.js';
 import { parseStatus } from '../reconcile/status.js';
+import { parseWorkspace } from '../spec/workspace.js';
 import {
   type ConfigMapSources,
   configMapSource,
@@ -53,7 +54,10 @@ export class WorkspaceController {
     const { cfg, kc, log, metrics } = o;
     this.kube = new HttpKubeApi(kc, { fieldManager: cfg.fieldManager, stats: new CallStats('kubernetes', metrics) });
     const lookup = { get: (key: string) => this.sources?.get(key) };
-    this.claims = new ClaimIndex(lookup, cfg.configMapKey);
+    this.claims = new ClaimIndex(lookup, cfg.configMapKey, (raw) => {
+      const parsed = parseWorkspace(raw, cfg);
+      return parsed.ok ? parsed.spec.workspaceId : undefined;
+    });
     this.clients = buildClientsOnce(cfg, log, metrics, o.clients);
     const steps = buildSteps(cfg, {
       kube: this.kube,

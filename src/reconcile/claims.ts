@@ -9,6 +9,9 @@ export interface SourceLookup {
   get(key: string): KubeObject | undefined;
 }
 
+/** The workspace id of a document that validates, undefined for a missing or invalid one. */
+export type ValidWorkspaceId = (raw: string | undefined) => string | undefined;
+
 export class ClaimIndex {
   private readonly byWorkspace = new Map<string, Set<string>>();
   private readonly byKey = new Map<string, string>();
@@ -16,11 +19,12 @@ export class ClaimIndex {
   constructor(
     private readonly sources: SourceLookup,
     private readonly dataKey: string,
+    private readonly validId?: ValidWorkspaceId,
   ) {}
 
   /** Records the workspace id a ConfigMap claims (from its document, or its last good status). */
   update(key: string, obj: KubeObject): void {
-    const id = claimedWorkspaceId(obj, this.dataKey);
+    const id = claimedWorkspaceId(obj, this.dataKey, this.validId);
     const prev = this.byKey.get(key);
     if (prev === id) return;
     if (prev !== undefined) this.removeFrom(prev, key);
@@ -72,9 +76,16 @@ export class ClaimIndex {
   }
 }
 
-/** Cheap extraction of the claimed id; full validation happens in the reconciler. */
-export function claimedWorkspaceId(obj: KubeObject, dataKey: string): string | undefined {
+/**
+ * The workspace id a ConfigMap claims. With `validId`, only a document that validates can claim an id; a
+ * broken one keeps the claim of the last good version (its status), so a bad edit naming another id (or a
+ * typo) neither releases the workspace it owns to another ConfigMap nor makes it look orphaned, and an
+ * invalid new ConfigMap, which can never provision, blocks nobody. Without `validId` (callers that have no
+ * configuration), a cheap extraction of any well-formed id.
+ */
+export function claimedWorkspaceId(obj: KubeObject, dataKey: string, validId?: ValidWorkspaceId): string | undefined {
   const raw = (obj.data as Record<string, string> | undefined)?.[dataKey];
+  if (validId) return validId(raw) ?? parseStatus(obj.metadata.annotations?.[STATUS_ANNOTATION])?.workspaceId;
   if (raw !== undefined && raw.length < 2 * 1024 * 1024) {
     try {
       const doc = JSON.parse(raw) as { workspace_id?: unknown };
