@@ -121,7 +121,9 @@ class ManagedProcess {
     try {
       writeFileSync(err, `\n==== ${new Date().toISOString()} ${this.bin} ${this.args.join(' ')}\n`);
       this.exit = undefined;
-      const child = spawn(this.bin, this.args, { stdio: ['ignore', out, err] });
+      // Own process group: a terminal Ctrl-C (npm run local) must reach the controller first, which then
+      // releases its Lease against a still-running apiserver; we stop these ourselves afterwards.
+      const child = spawn(this.bin, this.args, { stdio: ['ignore', out, err], detached: true });
       this.child = child;
       this.exited = new Promise((resolve) => {
         child.once('exit', (code, signal) => {
