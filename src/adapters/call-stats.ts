@@ -3,18 +3,32 @@
 import type { Metrics } from '../metrics/metrics.js';
 import type { SystemName } from '../reconcile/types.js';
 
+/** A write refused because this process may not write any more (e.g. it no longer holds the leader Lease). */
+export class WriteFencedError extends Error {
+  override name = 'WriteFencedError';
+}
+
 export class CallStats {
   reads = 0;
   writes = 0;
   readonly byOperation = new Map<string, number>();
 
+  /**
+   * @param mayWrite checked before every write: when it says no, the write is not sent (WriteFencedError).
+   *   The daemon passes "still the leader by my own clock", so a leader that was frozen (GC pause, SIGSTOP,
+   *   a stalled VM) past its lease cannot act on its way out while another process already leads.
+   */
   constructor(
     readonly system: SystemName,
     private readonly metrics?: Metrics,
+    private readonly mayWrite?: () => boolean,
   ) {}
 
   /** Times `fn` and records it as `operation`; `write` decides which counter it lands in. */
   async track<T>(operation: string, write: boolean, fn: () => Promise<T>): Promise<T> {
+    if (write && this.mayWrite && !this.mayWrite()) {
+      throw new WriteFencedError(`${this.system} ${operation} refused: this process may not write (not the leader)`);
+    }
     const start = performance.now();
     let outcome = 'success';
     try {

@@ -35,6 +35,11 @@ export interface ControllerOptions {
   identity?: string;
   /** Watch timing overrides (tests use short server timeouts). */
   watch?: WatchTuning;
+  /**
+   * Asked before every write to Kubernetes, IAM and FlyteAdmin (by the clients built here); a write it
+   * refuses is not sent. The daemon passes "still the leader".
+   */
+  mayWrite?: () => boolean;
 }
 
 export class WorkspaceController {
@@ -52,13 +57,16 @@ export class WorkspaceController {
 
   private constructor(private readonly o: ControllerOptions) {
     const { cfg, kc, log, metrics } = o;
-    this.kube = new HttpKubeApi(kc, { fieldManager: cfg.fieldManager, stats: new CallStats('kubernetes', metrics) });
+    this.kube = new HttpKubeApi(kc, {
+      fieldManager: cfg.fieldManager,
+      stats: new CallStats('kubernetes', metrics, o.mayWrite),
+    });
     const lookup = { get: (key: string) => this.sources?.get(key) };
     this.claims = new ClaimIndex(lookup, cfg.configMapKey, (raw) => {
       const parsed = parseWorkspace(raw, cfg);
       return parsed.ok ? parsed.spec.workspaceId : undefined;
     });
-    this.clients = buildClientsOnce(cfg, log, metrics, o.clients);
+    this.clients = buildClientsOnce(cfg, log, metrics, o.clients, o.mayWrite);
     const steps = buildSteps(cfg, {
       kube: this.kube,
       cache: this.index,
@@ -256,8 +264,9 @@ function buildClientsOnce(
   log: Logger,
   metrics: Metrics,
   given: Partial<ExternalClients> | undefined,
+  mayWrite: (() => boolean) | undefined,
 ): ExternalClients {
-  const clients = defaultClients(cfg, log, metrics, given);
+  const clients = defaultClients(cfg, log, metrics, given, mayWrite);
   clients.sweepExternalOrphans ??= externalOrphanSweep(cfg, clients, log, metrics);
   return clients;
 }

@@ -42,7 +42,11 @@ export async function runDaemon(cfg: ControllerConfig, opts: DaemonOptions = {})
   log.info({ identity, ...ports, sourceNamespaces: cfg.sourceNamespaces }, 'flyte-workspace-controller starting');
 
   const startController = async (): Promise<void> => {
-    starting = WorkspaceController.start({ cfg, kc, log, metrics, identity });
+    // Fencing: every write checks that we still hold the lease by our own clock. The renew loop only
+    // declares the lease lost after its deadline, and a process frozen past its lease (GC pause, SIGSTOP,
+    // a stalled VM) would otherwise finish the reconciles it had in flight while another leader works.
+    const mayWrite = elector ? () => elector.isLeader() : undefined;
+    starting = WorkspaceController.start({ cfg, kc, log, metrics, identity, mayWrite });
     controller = await starting;
     log.info('caches synced; reconciling');
   };

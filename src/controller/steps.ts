@@ -25,13 +25,14 @@ export function defaultClients(
   log: Logger,
   metrics: Metrics,
   given: Partial<ExternalClients> = {},
+  mayWrite?: () => boolean,
 ): ExternalClients {
   const clients: ExternalClients = { ...given };
   if (cfg.aws.enabled && !clients.iam)
-    clients.iam = new SdkIamApi({ cfg, stats: new CallStats('iam', metrics), metrics });
+    clients.iam = new SdkIamApi({ cfg, stats: new CallStats('iam', metrics, mayWrite), metrics });
   if (cfg.flyte.enabled && !clients.flyte) {
     clients.flyte = createFlyteAdminClient(cfg.flyte, {
-      stats: new CallStats('flyte', metrics),
+      stats: new CallStats('flyte', metrics, mayWrite),
       log: log.child({ component: 'flyteadmin' }),
       fallbackDomains: cfg.domains,
     });
