@@ -1,0 +1,62 @@
+// Per-domain namespaces ({{ project }}-{{ domain }}, Flyte's own mapping) end to end: contributors are
+// bound only in development and staging, owners everywhere, and the IAM trust policy names the runner
+// ServiceAccount of every namespace.
+import { GetRoleCommand, IAMClient } from '@aws-sdk/client-iam';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SdkIamApi } from '../../src/adapters/iam.js';
+import { defaultConfig, mergeConfig } from '../../src/config/config.js';
+import {
+  type Fixture,
+  inject,
+  putWorkspace,
+  startFixture,
+  waitForStatus,
+  workspaceDoc,
+} from '../support/controller-fixture.js';
+import { uniqueName } from '../support/kube.js';
+
+const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+let f: Fixture;
+let iam: IAMClient;
+
+beforeAll(async () => {
+  const endpoint = inject('motoEndpoint');
+  iam = new IAMClient({ region: 'us-east-1', endpoint, credentials });
+  const overrides = { names: { namespacePerDomain: true }, aws: { enabled: true, endpoint } };
+  f = await startFixture(overrides, {
+    iam: new SdkIamApi({ cfg: mergeConfig(defaultConfig(), overrides), credentials }),
+  });
+});
+afterAll(async () => {
+  await f?.stop();
+});
+
+describe('one namespace per Flyte domain', () => {
+  it('binds contributors only where allowed and trusts every runner ServiceAccount', async () => {
+    const id = uniqueName('pd');
+    await putWorkspace(f, `${id}-cfg`, workspaceDoc(id));
+    const status = await waitForStatus(f, `${id}-cfg`, (s) => s.phase === 'Ready');
+    const namespaces = ['development', 'staging', 'production'].map((d) => `${id}-${d}`);
+    expect([...(status.namespaces ?? [])].sort()).toEqual([...namespaces].sort());
+
+    for (const ns of namespaces) {
+      const roles = (await f.admin.list('RoleBinding', { namespace: ns }))
+        .map((rb) => rb.metadata.labels?.['workspaces.flyte.org/role'])
+        .sort();
+      expect(roles, ns).toEqual(ns.endsWith('production') ? ['owner'] : ['contributor', 'owner']);
+      const nsObj = await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns });
+      expect(nsObj?.metadata.labels?.['workspaces.flyte.org/domain']).toBe(ns.slice(id.length + 1));
+    }
+
+    const role = (await iam.send(new GetRoleCommand({ RoleName: `FlyteWorkspace-${id}-Role` }))).Role;
+    const trust = JSON.parse(decodeURIComponent(role?.AssumeRolePolicyDocument ?? '{}')) as {
+      Statement: { Condition?: Record<string, Record<string, string | string[]>> }[];
+    };
+    const subjects = trust.Statement.flatMap((s) =>
+      Object.entries(s.Condition?.StringEquals ?? {})
+        .filter(([k]) => k.endsWith(':sub'))
+        .flatMap(([, v]) => (Array.isArray(v) ? v : [v])),
+    );
+    expect(subjects.sort()).toEqual(namespaces.map((ns) => `system:serviceaccount:${ns}:flyte-${id}-runner`).sort());
+  });
+});
