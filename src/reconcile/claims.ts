@@ -77,15 +77,21 @@ export class ClaimIndex {
 }
 
 /**
- * The workspace id a ConfigMap claims. With `validId`, only a document that validates can claim an id; a
- * broken one keeps the claim of the last good version (its status), so a bad edit naming another id (or a
- * typo) neither releases the workspace it owns to another ConfigMap nor makes it look orphaned, and an
- * invalid new ConfigMap, which can never provision, blocks nobody. Without `validId` (callers that have no
- * configuration), a cheap extraction of any well-formed id.
+ * The workspace id a ConfigMap claims. With `validId`: a ConfigMap that owns a workspace (status) claims it
+ * whatever its document says now, since a provisioned workspace's id cannot change; otherwise only a
+ * document that validates can claim an id, and a broken one keeps the claim of the last good version. So a
+ * bad edit naming another id (or a typo) neither releases the workspace to another ConfigMap nor makes it
+ * look orphaned, and an invalid new ConfigMap, which can never provision, blocks nobody. Without `validId`
+ * (callers that have no configuration), a cheap extraction of any well-formed id.
  */
 export function claimedWorkspaceId(obj: KubeObject, dataKey: string, validId?: ValidWorkspaceId): string | undefined {
   const raw = (obj.data as Record<string, string> | undefined)?.[dataKey];
-  if (validId) return validId(raw) ?? parseStatus(obj.metadata.annotations?.[STATUS_ANNOTATION])?.workspaceId;
+  if (validId) {
+    const status = parseStatus(obj.metadata.annotations?.[STATUS_ANNOTATION]);
+    // An owner's workspace id cannot change (the reconciler refuses a new one), so its claim stays put.
+    if (status?.owner && status.workspaceId) return status.workspaceId;
+    return validId(raw) ?? status?.workspaceId;
+  }
   if (raw !== undefined && raw.length < 2 * 1024 * 1024) {
     try {
       const doc = JSON.parse(raw) as { workspace_id?: unknown };

@@ -6,7 +6,7 @@ import { type ControllerConfig, FINALIZER, RECONCILE_REQUEST_ANNOTATION, STATUS_
 import { workspaceNames } from '../desired/names.js';
 import { reconcileLogger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { formatFieldErrors, parseWorkspace, type WorkspaceSpec } from '../spec/workspace.js';
+import { formatFieldErrors, type ParseResult, parseWorkspace, type WorkspaceSpec } from '../spec/workspace.js';
 import type { ClaimIndex, SourceLookup } from './claims.js';
 import type { EventSink } from './events.js';
 import {
@@ -103,10 +103,23 @@ export class WorkspaceReconciler {
     const requested = cm.metadata.annotations?.[RECONCILE_REQUEST_ANNOTATION];
     const force = requested !== undefined && requested !== prev?.lastHandledReconcileAt;
     const now = new Date().toISOString();
-    const parsed = parseWorkspace(
+    let parsed: ParseResult = parseWorkspace(
       (cm.data as Record<string, string> | undefined)?.[this.d.cfg.configMapKey],
       this.d.cfg,
     );
+    if (parsed.ok && prev?.owner && prev.workspaceId && parsed.spec.workspaceId !== prev.workspaceId) {
+      // A provisioned workspace keeps its id: a new id would leave the old workspace provisioned with nobody
+      // managing it (and free for another ConfigMap to claim). Moving is delete + create, on purpose.
+      parsed = {
+        ok: false,
+        errors: [
+          {
+            field: 'workspace_id',
+            message: `cannot change from "${prev.workspaceId}" to "${parsed.spec.workspaceId}" once provisioned; delete this ConfigMap to remove workspace ${prev.workspaceId}, then create one for ${parsed.spec.workspaceId}`,
+          },
+        ],
+      };
+    }
 
     if (!parsed.ok) {
       // Never delete anything because of a bad document: keep the last good state and report.
