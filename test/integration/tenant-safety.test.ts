@@ -340,6 +340,45 @@ describe('what a workspace ConfigMap cannot make the controller do', () => {
   });
 });
 
+describe('changing the workspace_id of a provisioned workspace', () => {
+  it('is refused (Invalid): the old workspace neither leaks nor becomes claimable, and deletion still removes it', async () => {
+    const id = uniqueName('rn');
+    const renamed = uniqueName('rn');
+    await putWorkspace(env, 'renamer', workspaceDoc(id));
+    await converge(() => checkProvisioned(env, 'renamer', workspaceDoc(id)), 'before the rename');
+    const ns = await env.admin.get(nsRef(`flyte-${id}`));
+    await putWorkspace(env, 'renamer', workspaceDoc(renamed));
+    totals.hostileWorkspaces++;
+    const s = await waitForStatus(env, 'renamer', (st) => st.phase !== 'Ready' || st.workspaceId === renamed);
+    expect(s.phase).toBe('Invalid');
+    expect(s.invalidFields?.map((e) => e.field)).toEqual(['workspace_id']);
+    expect(s.workspaceId).toBe(id);
+    await env.controller.waitIdle();
+    // Nothing was created for the new id, nothing of the old one was touched.
+    await expectUntouched('new id', () => checkGone(env, renamed));
+    await expectUntouched('old id', () => checkProvisioned(env, 'renamer', workspaceDoc(id)));
+    // The old workspace is still claimed by its ConfigMap: another one cannot take it over.
+    await putWorkspace(env, 'squatter', workspaceDoc(id, { workspace_name: 'Squatter' }));
+    totals.hostileWorkspaces++;
+    expect((await waitForStatus(env, 'squatter', (st) => st.phase !== 'Provisioning')).phase).toBe('Conflict');
+    await env.admin.delete(cmRef('squatter'));
+    await waitFor(async () => ((await env.admin.get(cmRef('squatter'))) ? undefined : true), {
+      message: 'squatter gone',
+    });
+    await env.controller.waitIdle();
+    await expectUntouched('old id after the squatter left', () => checkProvisioned(env, 'renamer', workspaceDoc(id)));
+    expect((await env.admin.get(nsRef(`flyte-${id}`)))?.metadata.uid).toBe(ns?.metadata.uid);
+    // Deleting the ConfigMap (with the renamed document still in it) removes what it provisioned.
+    await env.admin.delete(cmRef('renamer'));
+    await waitFor(async () => ((await env.admin.get(cmRef('renamer'))) ? undefined : true), {
+      timeoutMs: 90_000,
+      message: 'renamer released',
+    });
+    await converge(() => checkGone(env, id), 'old id torn down');
+    await expectUntouched('new id never created', () => checkGone(env, renamed));
+  });
+});
+
 describe('pre-existing objects that are not ours are never adopted nor deleted', () => {
   it('a foreign namespace: Conflict, untouched, still there after the workspace is deleted', async () => {
     const id = uniqueName('pn');
