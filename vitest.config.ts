@@ -22,6 +22,9 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 240_000,
           maxWorkers: 2,
+          // Fault-injection tests of 30 s or more (daemon kills, apiserver restarts, outages). They run in CI;
+          // locally `npx vitest run --project integration --tagsFilter='!slow'` leaves them out.
+          tags: [{ name: 'slow', description: 'long fault-injection test (30 s or more)', timeout: 300_000 }],
         },
       },
     ],
