@@ -69,7 +69,7 @@ async function readyWorkspaces(ids: string[]): Promise<Map<string, KubeObject>> 
   return namespaces;
 }
 
-describe('kube-apiserver restarted mid-run', () => {
+describe('kube-apiserver restarted mid-run', { tags: ['slow'] }, () => {
   it('reconciles in flight and changes made while the controller reconnects all converge', async () => {
     const stable = uniqueName('ws');
     const modified = uniqueName('wm');

@@ -197,7 +197,7 @@ async function convergeAll(keep: Map<string, Record<string, unknown>>, gone: str
   }
 }
 
-describe('controller daemon killed (SIGKILL) at random points', () => {
+describe('controller daemon killed (SIGKILL) at random points', { tags: ['slow'] }, () => {
   const ids = Array.from({ length: 10 }, () => uniqueName('kc'));
   const known = new Set(ids);
   const docs = new Map(ids.map((id) => [id, workspaceDoc(id)] as const));

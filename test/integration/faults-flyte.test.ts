@@ -102,7 +102,9 @@ function expectOnlyFlyteFailing(s: WorkspaceStatus, reason: string): void {
 }
 
 describe('FlyteAdmin faults', () => {
-  it('unavailable for 20 s: Kubernetes and IAM proceed, status names Flyte, no storm, one project each after', async () => {
+  it('unavailable for 20 s: Kubernetes and IAM proceed, status names Flyte, no storm, one project each after', {
+    tags: ['slow'],
+  }, async () => {
     const toDelete = uniqueName('fd');
     await putWorkspace(env, toDelete, workspaceDoc(toDelete));
     await waitForStatus(env, toDelete, (s) => s.phase === 'Ready');

@@ -161,7 +161,9 @@ describe('IAM faults', () => {
     await converge(() => checkGone(env, id), 'deleted after LimitExceeded');
   });
 
-  it('IAM unavailable (503) for 15 s, including during a teardown: retried with backoff, converges after', async () => {
+  it('IAM unavailable (503) for 15 s, including during a teardown: retried with backoff, converges after', {
+    tags: ['slow'],
+  }, async () => {
     const doomed = uniqueName('iu');
     await putWorkspace(env, doomed, workspaceDoc(doomed));
     await waitForStatus(env, doomed, (s) => s.phase === 'Ready');
