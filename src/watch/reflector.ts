@@ -138,6 +138,11 @@ export interface ReflectorOptions {
   stallSeconds?: number;
   /** Calls the resync handlers with every stored object this often. 0/undefined = never. */
   resyncPeriodMs?: number;
+  /**
+   * Applied to every listed or watched object before it is stored or handed to handlers (client-go's
+   * TransformFunc), e.g. stripManagedFields. May modify the object in place: it is fresh from the wire.
+   */
+  transform?: (obj: KubeObject) => KubeObject;
   backoff?: Partial<BackoffOptions>;
   metrics?: Metrics;
   log?: Logger;
@@ -149,6 +154,20 @@ type Outcome =
   | { reason: 'stalled'; silentMs: number }
   | { reason: 'error'; err: unknown }
   | { reason: 'stopped' };
+
+/**
+ * Drops metadata.managedFields: server-side apply bookkeeping that nothing here reads, often the larger
+ * part of a small object, kept in memory for every cached object otherwise (controller-runtime strips it
+ * the same way with cache.TransformStripManagedFields).
+ */
+export function stripManagedFields(obj: KubeObject): KubeObject {
+  if (!obj.metadata || !('managedFields' in obj.metadata)) return obj;
+  // A copy without the field rather than `delete`, which turns metadata into a dictionary-mode object
+  // that costs more memory than the field it removed.
+  const { managedFields: _, ...metadata } = obj.metadata;
+  obj.metadata = metadata as KubeObject['metadata'];
+  return obj;
+}
 
 /** Store key of an object: `namespace/name`, or `name` for cluster-scoped objects (client-go's MetaNamespaceKey). */
 export function objectKey(obj: { metadata: { name: string; namespace?: string } }): string {
@@ -364,7 +383,8 @@ export class Reflector {
     if (this.stopped) return;
     const previous = this.store;
     const next = new Map<string, KubeObject>();
-    for (const item of res.items) next.set(objectKey(item), item);
+    const transform = this.opts.transform;
+    for (const item of res.items) next.set(objectKey(item), transform ? transform(item) : item);
     this.store = next;
     this.rv = res.resourceVersion;
     const wasSynced = this.synced;
@@ -486,6 +506,7 @@ export class Reflector {
       this.log?.warn({ type }, 'watch event without object metadata; ignored');
       return;
     }
+    if (this.opts.transform) obj = this.opts.transform(obj);
     const key = objectKey(obj);
     switch (type) {
       case 'ADDED':

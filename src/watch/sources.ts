@@ -17,6 +17,7 @@ import {
   objectKey,
   Reflector,
   type ReflectorOptions,
+  stripManagedFields,
 } from './reflector.js';
 
 export type SourceEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -130,6 +131,7 @@ export class ConfigMapSources {
         labelSelector: cfg.configMapSelector,
         stallSlackSeconds: cfg.reconcile.watchStallSeconds,
         resyncPeriodMs: cfg.reconcile.resyncPeriodSeconds * 1000,
+        transform: stripManagedFields,
         metrics: o.metrics,
         log: o.log,
         ...o.watch,
@@ -214,6 +216,7 @@ export class ManagedSources {
         resource: info.plural,
         labelSelector: selector,
         stallSlackSeconds: o.cfg.reconcile.watchStallSeconds,
+        transform: stripManagedFields,
         metrics: o.metrics,
         log: o.log,
         ...o.watch,

@@ -9,6 +9,7 @@ import {
   type ListWatchClient,
   Reflector,
   type ReflectorOptions,
+  stripManagedFields,
   type WatchEventType,
   type WatchHandle,
   WatchHttpError,
@@ -194,6 +195,24 @@ describe('Reflector', () => {
     const r = reflector(c);
     await r.start();
     expect((r.get('ns/a') as Record<string, unknown>).someFutureField).toEqual({ keep: true });
+  });
+
+  it('transform (stripManagedFields) applies to listed and watched objects before store and handlers', async () => {
+    const c = new FakeClient();
+    const managedFields = [{ manager: 'm', operation: 'Apply', fieldsV1: { 'f:data': {} } }];
+    c.put('a', { x: '1' }, { managedFields, labels: { app: 'workspace-config' } });
+    const r = reflector(c, { transform: stripManagedFields });
+    const seen: KubeObject[] = [];
+    r.onAdd((o) => seen.push(o));
+    r.onUpdate((_old, o) => seen.push(o));
+    await r.start();
+    await until(() => c.watches.length === 1);
+    c.lastWatch.emit('MODIFIED', c.put('a', { x: '2' }, { managedFields }));
+    c.lastWatch.emit('ADDED', c.put('b', {}, { managedFields }));
+    expect(seen.map((o) => o.metadata.name)).toEqual(['a', 'a', 'b']);
+    for (const o of [...seen, ...r.list()]) expect(o.metadata).not.toHaveProperty('managedFields');
+    expect(r.get('ns/a')?.metadata).toMatchObject({ name: 'a', uid: 'uid-a', resourceVersion: '102' });
+    expect(r.get('ns/a')?.data).toEqual({ x: '2' });
   });
 
   it('on HTTP 410 relists and synthesises DELETE/UPDATE/ADD for what happened in the gap', async () => {
