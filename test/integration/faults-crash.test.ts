@@ -182,6 +182,11 @@ async function convergeAll(keep: Map<string, Record<string, unknown>>, gone: str
       totals.problems.push(...(await checkProvisioned(env, id, doc)));
       throw new Error(`${(e as Error).message}\ndaemon log:\n${current?.tail(40)}`);
     }
+    // The status is written after the last step; under load it can trail the resources a little.
+    await waitFor(async () => ((await statusOf(env, id))?.phase === 'Ready' ? true : undefined), {
+      timeoutMs: 30_000,
+      message: `${id} status Ready`,
+    });
     expect((await statusOf(env, id))?.phase).toBe('Ready');
   }
   for (const id of gone) {
