@@ -8,14 +8,15 @@
 // Pass "kubernetes" has Flyte and IAM off (the ratio to the baseline is about the Kubernetes part); pass
 // "full" adds the FlyteAdmin double and moto (IAM) and reports the external calls separately.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { KubeConfig } from '@kubernetes/client-node';
+import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { type Dispatcher, request as undiciRequest } from 'undici';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi, type KubeObject } from '../src/adapters/kubernetes.js';
 import {
@@ -43,6 +44,7 @@ import { applyManifestFile, bindSourceNamespace, kubeConfigFor } from '../test/s
 import { type Moto, startMoto } from '../test/support/moto.js';
 import { CpuMeter, type CpuUsage, cpuBetween, processRssBytes, round } from './bench/proc.js';
 import {
+  parseProm,
   type RequestCounts,
   reconcileDelta,
   requestDelta,
@@ -96,7 +98,7 @@ function options(argv: string[]): BenchOptions {
       'skip-external': { type: 'boolean', default: false },
       'skip-baseline': { type: 'boolean', default: false },
       'change-samples': { type: 'string', default: '100' },
-      'controller-node-args': { type: 'string', default: '' },
+      'controller-node-args': { type: 'string' },
       out: { type: 'string', default: 'bench-results' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -112,7 +114,8 @@ function options(argv: string[]): BenchOptions {
   --external-n M      workspaces in the full pass (default N); its cold start is bound by the IAM request budget
   --skip-baseline     no baseline (cold start reported without a ratio)
   --change-samples K  changes of each kind for the per-change API cost (default 100, at most N)
-  --controller-node-args "ARGS"  extra node flags for the controller process (diagnostics, e.g. --trace-gc)
+  --controller-node-args="ARGS"  node flags for the controller process instead of the NODE_OPTIONS that
+                      manifests/deployment.yaml ships (what runs in production, the default)
   --out DIR           where reports go (default bench-results)`);
     process.exit(0);
   }
@@ -131,9 +134,16 @@ function options(argv: string[]): BenchOptions {
     skipExternal: values['skip-external'] ?? false,
     skipBaseline: values['skip-baseline'] ?? false,
     changeSamples: int('change-samples', values['change-samples'], 0),
-    controllerNodeArgs: (values['controller-node-args'] ?? '').split(/\s+/).filter(Boolean),
+    controllerNodeArgs: (values['controller-node-args'] ?? deploymentNodeOptions()).split(/\s+/).filter(Boolean),
     out: values.out ?? 'bench-results',
   };
+}
+
+/** NODE_OPTIONS of the controller container in manifests/deployment.yaml: the heap settings that ship. */
+function deploymentNodeOptions(): string {
+  const text = readFileSync(join(root, 'manifests/deployment.yaml'), 'utf8');
+  const m = /-\s+name:\s*NODE_OPTIONS\s*\n\s*value:\s*"([^"]*)"/.exec(text);
+  return m?.[1] ?? '';
 }
 
 const say = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -271,6 +281,54 @@ async function settle(env: Env, maxMs = 30_000): Promise<void> {
   }
 }
 
+/** kube-apiserver's own /metrics, read as admin (request counts by verb and resource, watch events sent). */
+async function apiserverScrape(env: Env): Promise<Scrape> {
+  const url = `${env.cp.server}/metrics`;
+  const ctx = new RequestContext(url, HttpMethod.GET);
+  await env.adminKc.applySecurityAuthentication(ctx);
+  const res = await undiciRequest(url, {
+    method: 'GET',
+    headers: ctx.getHeaders(),
+    dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`GET /metrics of kube-apiserver: HTTP ${res.statusCode}`);
+  return parseProm(text);
+}
+
+export interface ApiserverLoad {
+  /** Requests served, "VERB resource" → count (all clients: controller, benchmark, kube-controller-manager). */
+  requests: Record<string, number>;
+  totalRequests: number;
+  /** Watch events sent to watchers, and their bytes. */
+  watchEvents: number;
+  watchEventMiB: number;
+}
+
+function apiserverLoad(before: Scrape, after: Scrape): ApiserverLoad {
+  const requests: Record<string, number> = {};
+  let totalRequests = 0;
+  for (const x of after.all('apiserver_request_total')) {
+    const d = x.value - before.sum('apiserver_request_total', x.labels);
+    if (d <= 0) continue;
+    const key = `${x.labels.verb} ${x.labels.resource}${x.labels.subresource ? `/${x.labels.subresource}` : ''}`;
+    requests[key] = (requests[key] ?? 0) + d;
+    totalRequests += d;
+  }
+  const top = Object.fromEntries(
+    Object.entries(requests)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 14),
+  );
+  const delta = (name: string) => after.sum(name) - before.sum(name);
+  return {
+    requests: top,
+    totalRequests,
+    watchEvents: delta('apiserver_watch_events_total'),
+    watchEventMiB: round(delta('apiserver_watch_events_sizes_sum') / 2 ** 20, 1),
+  };
+}
+
 async function createConfigMaps(env: Env, namespace: string, list: WorkspaceState[]): Promise<number> {
   const t0 = performance.now();
   await pool(list, 16, async (ws) => {
@@ -289,6 +347,7 @@ interface BaselineResult {
   workspacesPerSecond: number;
   writesPerWorkspace: number;
   cpu: CpuUsage;
+  apiserver: ApiserverLoad;
 }
 
 async function runBaseline(env: Env, cfg: ControllerConfig, n: number, concurrency: number): Promise<BaselineResult> {
@@ -302,6 +361,7 @@ async function runBaseline(env: Env, cfg: ControllerConfig, n: number, concurren
     fieldManager: BASELINE_MANAGER,
     stats: new CallStats('kubernetes'),
   });
+  const api0 = await apiserverScrape(env);
   const before = env.cpu.snapshot();
   const t0 = performance.now();
   await pool(list, concurrency, async (ws) => {
@@ -321,6 +381,7 @@ async function runBaseline(env: Env, cfg: ControllerConfig, n: number, concurren
   });
   const seconds = (performance.now() - t0) / 1000;
   const cpu = cpuBetween(before, env.cpu.snapshot());
+  const api1 = await apiserverScrape(env);
   return {
     n,
     concurrency,
@@ -328,6 +389,7 @@ async function runBaseline(env: Env, cfg: ControllerConfig, n: number, concurren
     workspacesPerSecond: round(n / seconds, 1),
     writesPerWorkspace: round(kube.stats.writes / n, 2),
     cpu,
+    apiserver: apiserverLoad(api0, api1),
   };
 }
 
@@ -480,6 +542,8 @@ class ControllerProcess {
 }
 
 const QUEUE = { name: 'workspace' };
+/** V8 shrinks its heap (memory reducer) some seconds after allocation stops; converged memory is read after this. */
+const IDLE_SETTLE_MS = 30_000;
 
 /**
  * Waits until the controller's queue is idle — workqueue_depth 0 and no active worker — on two scrapes in a
@@ -516,8 +580,13 @@ async function waitQueueIdle(c: ControllerProcess, base: Scrape, minAdds: number
 
 export interface MemoryReading {
   rssMiB: number;
+  /** Highest RSS of the process so far (VmHWM). */
+  peakRssMiB: number;
   heapUsedMiB: number;
   heapTotalMiB: number;
+  externalMiB: number;
+  /** V8 heap spaces: size / used, MiB. */
+  spaces: Record<string, [number, number]>;
 }
 
 export interface ApiCost {
@@ -563,13 +632,23 @@ export interface PassResult {
     halfReadySeconds: number;
     ninetyReadySeconds: number;
     secondsToIdle: number;
+    /** Controller process CPU and V8 GC pause time, spawn → queue idle (from its /metrics). */
+    controllerCpuSeconds: number;
+    controllerGcSeconds: number;
     cpu: CpuUsage;
+    apiserver: ApiserverLoad;
+    /** Baseline CPU per workspace ÷ this pass's (our processes only): the ratio on a machine of our own. */
+    cpuCostRatioToBaseline?: number;
     cost: ApiCost;
   };
+  /** 3 s after the last workspace turned Ready. */
   memoryAfterColdStart: MemoryReading;
+  /** After IDLE_SETTLE_MS without work: what a converged controller holds once V8 has shrunk its heap. */
+  memoryConverged: MemoryReading;
   resync: {
     wallSeconds: number;
     controllerCpuSeconds: number;
+    controllerGcSeconds: number;
     writes: Record<SystemName, number>;
     cpu: CpuUsage;
     cost: ApiCost;
@@ -604,8 +683,21 @@ function memoryOf(s: Scrape, pid: number | undefined): MemoryReading {
   const rss = s.sum('process_resident_memory_bytes') || (pid ? processRssBytes(pid) : 0);
   return {
     rssMiB: round(rss / 2 ** 20, 1),
+    peakRssMiB: round((pid ? processRssBytes(pid, 'VmHWM') : 0) / 2 ** 20, 1),
     heapUsedMiB: round(s.sum('nodejs_heap_size_used_bytes') / 2 ** 20, 1),
     heapTotalMiB: round(s.sum('nodejs_heap_size_total_bytes') / 2 ** 20, 1),
+    externalMiB: round(s.sum('nodejs_external_memory_bytes') / 2 ** 20, 1),
+    spaces: Object.fromEntries(
+      s
+        .all('nodejs_heap_space_size_total_bytes')
+        .map((x) => [
+          x.labels.space as string,
+          [
+            round(x.value / 2 ** 20, 1),
+            round(s.sum('nodejs_heap_space_size_used_bytes', { space: x.labels.space as string }) / 2 ** 20, 1),
+          ],
+        ]),
+    ),
   };
 }
 
@@ -667,6 +759,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     await settle(env);
 
     // ---- 1. cold start
+    const api0 = await apiserverScrape(env);
     const cpu0 = env.cpu.snapshot();
     const controller = ControllerProcess.start(
       cfgFile,
@@ -683,6 +776,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     await tracker.waitAllReady(coldTimeout);
     const tReady = performance.now();
     const cpuReady = env.cpu.snapshot();
+    const apiReady = await apiserverScrape(env);
     const idle = await waitQueueIdle(controller, zero, n, 120_000);
     const secondsFromSpawn = (tReady - controller.startedAt) / 1000;
     const secondsFromSynced = (tReady - controller.syncedAt) / 1000;
@@ -698,11 +792,15 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       halfReadySeconds: round(readyTimes[Math.floor(n / 2)] ?? 0, 2),
       ninetyReadySeconds: round(readyTimes[Math.floor(n * 0.9)] ?? 0, 2),
       secondsToIdle: round((idle.at - controller.startedAt) / 1000, 2),
+      controllerCpuSeconds: round(idle.sum('process_cpu_seconds_total'), 2),
+      controllerGcSeconds: round(idle.sum('nodejs_gc_duration_seconds_sum'), 2),
       cpu: cpuBetween(cpu0, cpuReady),
+      apiserver: apiserverLoad(api0, apiReady),
       cost: costOf(zero, idle, n),
     };
     if (baseline) {
       coldStart.ratioToBaseline = round(coldStart.workspacesPerSecond / baseline.workspacesPerSecond, 2);
+      coldStart.cpuCostRatioToBaseline = round(ourCpu(baseline.cpu) / ourCpu(coldStart.cpu), 2);
       coldStart.ratioToBaselineFromSynced = round(
         coldStart.workspacesPerSecondFromSynced / baseline.workspacesPerSecond,
         2,
@@ -717,8 +815,10 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     // ---- 5. memory after convergence
     await sleep(3000);
     const memoryAfterColdStart = memoryOf(await controller.scrape(), env.controllerPid);
+    await sleep(IDLE_SETTLE_MS);
+    const memoryConverged = memoryOf(await controller.scrape(), env.controllerPid);
     say(
-      `memory after convergence: RSS ${memoryAfterColdStart.rssMiB} MiB, heap ${memoryAfterColdStart.heapUsedMiB} MiB`,
+      `memory after convergence: RSS ${memoryAfterColdStart.rssMiB} MiB (+3 s), ${memoryConverged.rssMiB} MiB (idle ${IDLE_SETTLE_MS / 1000} s), peak ${memoryConverged.peakRssMiB} MiB; heap used ${memoryConverged.heapUsedMiB} MiB`,
     );
 
     // ---- 2. no-op resync
@@ -732,6 +832,10 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     const resync: PassResult['resync'] = {
       wallSeconds: round((r1.at - tHup) / 1000, 2),
       controllerCpuSeconds: round(r1.sum('process_cpu_seconds_total') - r0.sum('process_cpu_seconds_total'), 2),
+      controllerGcSeconds: round(
+        r1.sum('nodejs_gc_duration_seconds_sum') - r0.sum('nodejs_gc_duration_seconds_sum'),
+        2,
+      ),
       writes: Object.fromEntries(SYSTEMS.map((s) => [s, rcost.totals[s]?.writes ?? 0])) as Record<SystemName, number>,
       cpu: cpuBetween(rc0, env.cpu.snapshot()),
       cost: rcost,
@@ -770,6 +874,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       createConfigMapsSeconds: round(createConfigMapsSeconds, 1),
       coldStart,
       memoryAfterColdStart,
+      memoryConverged,
       resync,
       changeCost,
       memoryAtEnd: memoryOf(end, env.controllerPid),
@@ -785,6 +890,11 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
   } finally {
     for (const c of cleanups.reverse()) await c().catch((e: unknown) => say(`cleanup: ${(e as Error).message}`));
   }
+}
+
+/** CPU seconds used by the processes of the benchmark setup (control plane, controller, benchmark). */
+function ourCpu(c: CpuUsage): number {
+  return Object.values(c.seconds).reduce((a, b) => a + b, 0);
 }
 
 /** A scrape with every counter at zero (the controller process starts from zero). */

@@ -16,9 +16,10 @@ export function processCpuSeconds(pid: number): number {
   }
 }
 
-export function processRssBytes(pid: number): number {
+/** Current (VmRSS) or peak (VmHWM) resident set of a process, in bytes (0 when it is gone). */
+export function processRssBytes(pid: number, which: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`${which}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;

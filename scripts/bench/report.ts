@@ -41,6 +41,14 @@ function costRows(label: string, c: ApiCost | undefined): (string | number | und
   ].map((v) => (typeof v === 'number' ? Math.round(v * 100) / 100 : v));
 }
 
+function mem(m: PassResult['memoryAtEnd']): number[] {
+  return [m.rssMiB, m.peakRssMiB, m.heapUsedMiB, m.heapTotalMiB];
+}
+
+function perWs(v: number | undefined, n: number): number {
+  return Math.round(((v ?? 0) / n) * 100) / 100;
+}
+
 function verdict(ok: boolean | undefined): string {
   return ok === undefined ? 'n/a' : ok ? 'met' : '**not met**';
 }
@@ -91,8 +99,8 @@ export function renderMarkdown(r: Report): string {
     }
     targets.push([
       `RSS < 200 MiB (${p.name}, N=${p.n})`,
-      `${p.memoryAtEnd.rssMiB} MiB at end, ${p.memoryAfterColdStart.rssMiB} MiB after cold start`,
-      verdict(Math.max(p.memoryAtEnd.rssMiB, p.memoryAfterColdStart.rssMiB) < 200),
+      `${p.memoryConverged.rssMiB} MiB converged and idle; ${p.memoryAfterColdStart.rssMiB} MiB 3 s after cold start, peak ${p.memoryAtEnd.peakRssMiB} MiB`,
+      verdict(p.memoryConverged.rssMiB < 200),
     ]);
   }
   out.push(table(['target', 'measured', ''], targets));
@@ -132,7 +140,37 @@ export function renderMarkdown(r: Report): string {
       `Half Ready after ${c.halfReadySeconds} s, 90% after ${c.ninetyReadySeconds} s, queue idle after ${c.secondsToIdle} s (from spawn).`,
     );
     if (p.baseline) out.push(`Baseline CPU: ${cpuLine(p.baseline.cpu)}.`, '');
-    out.push(`Controller cold start CPU: ${cpuLine(c.cpu)}.`);
+    out.push(
+      `Controller process until its queue was idle: ${c.controllerCpuSeconds} CPU-s (${Math.round((c.controllerCpuSeconds / p.n) * 10000) / 10} ms per workspace), of which GC ${c.controllerGcSeconds} s.`,
+    );
+    out.push(`CPU until the last workspace was Ready: ${cpuLine(c.cpu)}.`);
+    if (p.baseline) {
+      const per = (cpu: CpuUsage) =>
+        Math.round((Object.values(cpu.seconds).reduce((a, b) => a + b, 0) / p.n) * 10000) / 10;
+      out.push(
+        '',
+        `CPU per workspace of the processes under test (control plane + client/controller + benchmark): baseline ${per(p.baseline.cpu)} ms, ` +
+          `controller ${per(c.cpu)} ms: a CPU-cost ratio of ${c.cpuCostRatioToBaseline?.toFixed(2)}, which is the throughput ratio on a ` +
+          'machine where both runs are CPU-bound and nothing else runs.',
+      );
+      const a = p.baseline.apiserver;
+      const b = c.apiserver;
+      const keys = [...new Set([...Object.keys(a.requests), ...Object.keys(b.requests)])].sort(
+        (x, y) => (b.requests[y] ?? 0) - (b.requests[x] ?? 0),
+      );
+      out.push('', 'kube-apiserver work per workspace (all clients, including kube-controller-manager):', '');
+      out.push(
+        table(
+          ['', 'baseline', 'controller'],
+          [
+            ...keys.map((k) => [k, perWs(a.requests[k], p.n), perWs(b.requests[k], p.n)]),
+            ['all requests', perWs(a.totalRequests, p.n), perWs(b.totalRequests, p.n)],
+            ['watch events sent', perWs(a.watchEvents, p.n), perWs(b.watchEvents, p.n)],
+            ['watch KiB sent', perWs(a.watchEventMiB * 1024, p.n), perWs(b.watchEventMiB * 1024, p.n)],
+          ],
+        ),
+      );
+    }
     const ext = c.cost.totals;
     if (p.external) {
       out.push(
@@ -145,7 +183,7 @@ export function renderMarkdown(r: Report): string {
 
     out.push('', '### No-op resync (SIGHUP)', '');
     out.push(
-      `Queue idle ${p.resync.wallSeconds} s after SIGHUP; controller CPU ${p.resync.controllerCpuSeconds} s; writes: ` +
+      `Queue idle ${p.resync.wallSeconds} s after SIGHUP; controller CPU ${p.resync.controllerCpuSeconds} s (GC ${p.resync.controllerGcSeconds} s); writes: ` +
         SYSTEMS.map((s) => `${s} ${p.resync.writes[s]}`).join(', ') +
         `. ${cpuLine(p.resync.cpu)}.`,
     );
@@ -181,15 +219,11 @@ export function renderMarkdown(r: Report): string {
     out.push('', '### Memory', '');
     out.push(
       table(
-        ['when', 'RSS MiB', 'heap used MiB', 'heap total MiB'],
+        ['when', 'RSS MiB', 'peak RSS so far MiB', 'heap used MiB', 'heap total MiB'],
         [
-          [
-            'after cold start (+3 s)',
-            p.memoryAfterColdStart.rssMiB,
-            p.memoryAfterColdStart.heapUsedMiB,
-            p.memoryAfterColdStart.heapTotalMiB,
-          ],
-          ['end of pass', p.memoryAtEnd.rssMiB, p.memoryAtEnd.heapUsedMiB, p.memoryAtEnd.heapTotalMiB],
+          ['3 s after the last workspace turned Ready', ...mem(p.memoryAfterColdStart)],
+          ['converged, after 30 s idle', ...mem(p.memoryConverged)],
+          ['end of pass (after churn and changes)', ...mem(p.memoryAtEnd)],
         ],
       ),
     );
