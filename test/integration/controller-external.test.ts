@@ -2,35 +2,31 @@
 // double over real gRPC and the moto IAM emulator.
 import { GetRoleCommand, IAMClient, ListRolePoliciesCommand } from '@aws-sdk/client-iam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SdkIamApi } from '../../src/adapters/iam.js';
-import { defaultConfig, mergeConfig } from '../../src/config/config.js';
+import type { SdkIamApi } from '../../src/adapters/iam.js';
 import { Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import {
+  deleteWorkspaceAndWait,
   type Fixture,
   inject,
+  MOTO_CREDENTIALS,
   putWorkspace,
-  startFixture,
+  startFixtureWithIam,
   waitForStatus,
   workspaceDoc,
 } from '../support/controller-fixture.js';
 import { type FlyteAdminDouble, startFlyteAdminDouble } from '../support/flyteadmin-double.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 
-const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 let f: Fixture;
 let flyte: FlyteAdminDouble;
 let iam: IAMClient;
 
 beforeAll(async () => {
   flyte = await startFlyteAdminDouble();
-  const endpoint = inject('motoEndpoint');
-  iam = new IAMClient({ region: 'us-east-1', endpoint, credentials });
-  const overrides = {
+  iam = new IAMClient({ region: 'us-east-1', endpoint: inject('motoEndpoint'), credentials: MOTO_CREDENTIALS });
+  f = await startFixtureWithIam({
     flyte: { enabled: true, endpoint: flyte.url, insecure: true, consoleBaseUrl: 'http://console.local' },
-    aws: { enabled: true, endpoint },
-  };
-  const cfg = mergeConfig(defaultConfig(), overrides);
-  f = await startFixture(overrides, { iam: new SdkIamApi({ cfg, credentials }) });
+  });
 });
 afterAll(async () => {
   await f?.stop();
@@ -139,14 +135,7 @@ describe('a workspace across Kubernetes, IAM and FlyteAdmin', () => {
   });
 
   it('deleting the workspace archives the project and deletes the role', async () => {
-    await f.admin.delete({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name: cm });
-    await waitFor(
-      async () =>
-        (await f.admin.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name: cm }))
-          ? undefined
-          : true,
-      { timeoutMs: 90_000, message: 'ConfigMap released' },
-    );
+    await deleteWorkspaceAndWait(f, cm);
     expect(flyte.project(id)?.state).toBe(Project_ProjectState.ARCHIVED);
     expect(await getRole(id)).toBeUndefined();
   });

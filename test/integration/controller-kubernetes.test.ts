@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FINALIZER } from '../../src/config/config.js';
 import { roleBindingName } from '../../src/desired/kubernetes.js';
 import {
+  deleteWorkspaceAndWait,
   eventsFor,
   type Fixture,
   putWorkspace,
@@ -190,14 +191,7 @@ describe('workspace lifecycle in Kubernetes', () => {
   });
 
   it('deletion removes everything, then the finalizer', async () => {
-    await f.admin.delete({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name: cm });
-    await waitFor(
-      async () =>
-        (await f.admin.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name: cm }))
-          ? undefined
-          : true,
-      { timeoutMs: 90_000, message: 'ConfigMap released by the finalizer' },
-    );
+    await deleteWorkspaceAndWait(f, cm);
     expect(await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns(id) })).toBeUndefined();
   });
 });

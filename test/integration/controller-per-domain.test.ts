@@ -3,29 +3,23 @@
 // ServiceAccount of every namespace.
 import { GetRoleCommand, IAMClient } from '@aws-sdk/client-iam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SdkIamApi } from '../../src/adapters/iam.js';
-import { defaultConfig, mergeConfig } from '../../src/config/config.js';
 import {
   type Fixture,
   inject,
+  MOTO_CREDENTIALS,
   putWorkspace,
-  startFixture,
+  startFixtureWithIam,
   waitForStatus,
   workspaceDoc,
 } from '../support/controller-fixture.js';
 import { uniqueName } from '../support/kube.js';
 
-const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 let f: Fixture;
 let iam: IAMClient;
 
 beforeAll(async () => {
-  const endpoint = inject('motoEndpoint');
-  iam = new IAMClient({ region: 'us-east-1', endpoint, credentials });
-  const overrides = { names: { namespacePerDomain: true }, aws: { enabled: true, endpoint } };
-  f = await startFixture(overrides, {
-    iam: new SdkIamApi({ cfg: mergeConfig(defaultConfig(), overrides), credentials }),
-  });
+  iam = new IAMClient({ region: 'us-east-1', endpoint: inject('motoEndpoint'), credentials: MOTO_CREDENTIALS });
+  f = await startFixtureWithIam({ names: { namespacePerDomain: true } });
 });
 afterAll(async () => {
   await f?.stop();

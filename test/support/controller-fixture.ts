@@ -4,6 +4,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { inject } from 'vitest';
 import { CallStats } from '../../src/adapters/call-stats.js';
+import { SdkIamApi } from '../../src/adapters/iam.js';
 import { HttpKubeApi, type KubeObject } from '../../src/adapters/kubernetes.js';
 import { type ControllerConfig, defaultConfig, mergeConfig, STATUS_ANNOTATION } from '../../src/config/config.js';
 import { WorkspaceController } from '../../src/controller/controller.js';
@@ -108,6 +109,26 @@ export async function waitForStatus(
     { timeoutMs, message: `status of ${name}` },
   );
 }
+
+/** Deletes a workspace ConfigMap and waits until the finalizer has released it. */
+export async function deleteWorkspaceAndWait(f: Fixture, name: string, timeoutMs = 90_000): Promise<void> {
+  const ref = { apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name };
+  await f.admin.delete(ref);
+  await waitFor(async () => ((await f.admin.get(ref)) ? undefined : true), {
+    timeoutMs,
+    message: `ConfigMap ${name} released by the finalizer`,
+  });
+}
+
+/** A fixture with IAM pointed at the run's moto server (and any other overrides). */
+export async function startFixtureWithIam(overrides: Record<string, unknown> = {}): Promise<Fixture> {
+  const endpoint = inject('motoEndpoint');
+  const all = { ...overrides, aws: { enabled: true, endpoint, ...(overrides.aws as object | undefined) } };
+  const iam = new SdkIamApi({ cfg: mergeConfig(defaultConfig(), all), credentials: MOTO_CREDENTIALS });
+  return startFixture(all, { iam });
+}
+
+export const MOTO_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
 export async function eventsFor(
   f: Fixture,
