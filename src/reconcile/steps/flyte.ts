@@ -86,7 +86,14 @@ export class FlyteStep implements WorkspaceStep {
         throw new StepError('FlyteInvalidArgument', `project labels rejected: ${problems.join('; ')}`, false);
       }
       const hash = flyteStateHash(desired);
-      const details = { projectId: id, consoleUrl: consoleUrl(cfg, id), projectState: 'ACTIVE' };
+      // The same details on the cached path as on a full verification: they end up in the status, and a
+      // difference would rewrite the status on every switch between the two paths.
+      const details = {
+        projectId: id,
+        consoleUrl: consoleUrl(cfg, id),
+        projectState: 'ACTIVE',
+        domains: domains.join(','),
+      };
 
       const seen = this.converged.get(ctx.workspaceId);
       if (!ctx.force && !ctx.dryRun && seen?.hash === hash && this.now() - seen.at < this.verifiedTtlMs()) {
@@ -182,7 +189,7 @@ export class FlyteStep implements WorkspaceStep {
         reason: writes > 0 ? 'Applied' : 'UpToDate',
         message: writes > 0 ? `applied ${writes} FlyteAdmin change(s)` : 'Flyte project and attributes up to date',
         writes,
-        details: { ...details, domains: domains.join(',') },
+        details,
       };
     } catch (err) {
       this.converged.delete(ctx.workspaceId);
