@@ -45,6 +45,13 @@ function mem(m: PassResult['memoryAtEnd']): number[] {
   return [m.rssMiB, m.peakRssMiB, m.heapUsedMiB, m.heapTotalMiB];
 }
 
+function ops(byOperation: Record<string, number>): string {
+  return Object.entries(byOperation)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+}
+
 function perWs(v: number | undefined, n: number): number {
   return Math.round(((v ?? 0) / n) * 100) / 100;
 }
@@ -60,7 +67,8 @@ export function renderMarkdown(r: Report): string {
   out.push('');
   out.push(
     `Commit \`${m.commit}\`${m.srcDirty ? ' (with uncommitted changes in src/)' : ''}, Node ${m.node}, ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB. ` +
-      `Options: \`${JSON.stringify(m.options)}\`.`,
+      `Options: \`${JSON.stringify(m.options)}\` (controllerNodeArgs: the controller's node flags, by default the ` +
+      'NODE_OPTIONS of manifests/deployment.yaml).',
   );
   out.push('');
   out.push(
@@ -175,9 +183,12 @@ export function renderMarkdown(r: Report): string {
     if (p.external) {
       out.push(
         '',
-        `External calls during cold start: IAM ${ext.iam.reads} reads / ${ext.iam.writes} writes (${ext.iam.errors} errors), ` +
-          `Flyte ${ext.flyte.reads} reads / ${ext.flyte.writes} writes (${ext.flyte.errors} errors); ` +
-          `Kubernetes ${ext.kubernetes.reads} reads / ${ext.kubernetes.writes} writes.`,
+        `External calls during cold start: IAM ${ext.iam.reads} reads / ${ext.iam.writes} writes, ` +
+          `Flyte ${ext.flyte.reads} reads / ${ext.flyte.writes} writes, ` +
+          `Kubernetes ${ext.kubernetes.reads} reads / ${ext.kubernetes.writes} writes ` +
+          `(answered with an error: IAM ${ext.iam.errors}, Flyte ${ext.flyte.errors}, Kubernetes ${ext.kubernetes.errors}; ` +
+          'the NotFound of a first read counts as one). IAM operations: ' +
+          `${ops(ext.iam.byOperation)}; Flyte operations: ${ops(ext.flyte.byOperation)}.`,
       );
     }
 
@@ -258,10 +269,10 @@ export function renderMarkdown(r: Report): string {
         ],
       ),
     );
-    const ops = c.cost.totals.kubernetes.byOperation;
+    const k8sOps = c.cost.totals.kubernetes.byOperation;
     out.push(
       '',
-      `Kubernetes operations on create: ${Object.entries(ops)
+      `Kubernetes operations on create: ${Object.entries(k8sOps)
         .sort((a, b) => b[1] - a[1])
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}.`,
