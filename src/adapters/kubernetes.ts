@@ -147,6 +147,8 @@ export interface HttpKubeApiOptions {
   stats: CallStats;
   /** Per-request timeout; watch streams are not made here. */
   timeoutMs?: number;
+  /** Called with the object every successful (non-dry-run) write returned. */
+  onWritten?: (obj: KubeObject) => void;
 }
 
 interface AuthContext {
@@ -205,20 +207,31 @@ export class HttpKubeApi implements KubeApi {
     return this.stats.track(`apply_${obj.kind}`, !opts.dryRun, async () => {
       const q = new URLSearchParams({ fieldManager: opts.fieldManager ?? this.opts.fieldManager, force: 'true' });
       if (opts.dryRun) q.set('dryRun', 'All');
-      return this.request<KubeObject>('PATCH', `${objectPath(refOf(obj))}?${q}`, obj, 'application/apply-patch+yaml');
+      const out = await this.request<KubeObject>(
+        'PATCH',
+        `${objectPath(refOf(obj))}?${q}`,
+        obj,
+        'application/apply-patch+yaml',
+      );
+      if (!opts.dryRun) this.opts.onWritten?.(out);
+      return out;
     });
   }
 
   async mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject> {
-    return this.stats.track(`patch_${ref.kind}`, true, () =>
-      this.request<KubeObject>('PATCH', objectPath(ref), patch, 'application/merge-patch+json'),
-    );
+    return this.stats.track(`patch_${ref.kind}`, true, async () => {
+      const out = await this.request<KubeObject>('PATCH', objectPath(ref), patch, 'application/merge-patch+json');
+      this.opts.onWritten?.(out);
+      return out;
+    });
   }
 
   async create(obj: KubeObject): Promise<KubeObject> {
-    return this.stats.track(`create_${obj.kind}`, true, () =>
-      this.request<KubeObject>('POST', collectionPath(obj.kind, obj.metadata.namespace), obj),
-    );
+    return this.stats.track(`create_${obj.kind}`, true, async () => {
+      const out = await this.request<KubeObject>('POST', collectionPath(obj.kind, obj.metadata.namespace), obj);
+      this.opts.onWritten?.(out);
+      return out;
+    });
   }
 
   async delete(ref: ObjectRef, opts: DeleteOptions = {}): Promise<boolean> {

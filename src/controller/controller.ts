@@ -16,13 +16,17 @@ import { parseStatus } from '../reconcile/status.js';
 import { parseWorkspace } from '../spec/workspace.js';
 import {
   type ConfigMapSources,
+  configMapEventFilter,
   configMapSource,
   type ManagedSources,
+  managedObjectChanged,
   managedObjectSources,
+  type SourceEventType,
   type WatchTuning,
 } from '../watch/sources.js';
 import { ManagedObjectIndex } from './managed-cache.js';
 import { OrphanSweeper } from './orphans.js';
+import { OwnWrites } from './own-writes.js';
 import { buildSteps, defaultClients, type ExternalClients, externalOrphanSweep } from './steps.js';
 
 export interface ControllerOptions {
@@ -49,6 +53,9 @@ export class WorkspaceController {
   private readonly queue: WorkQueue;
   private readonly claims: ClaimIndex;
   private readonly index = new ManagedObjectIndex(MANAGED_KINDS);
+  private readonly ownWrites = new OwnWrites(new Set<string>([...MANAGED_KINDS, 'ConfigMap']));
+  /** Keys being reconciled → watch events for them held until the reconcile ends (see notify). */
+  private readonly inFlight = new Map<string, { kind: string; obj: KubeObject; matters: boolean }[]>();
   private sources?: ConfigMapSources;
   private managed?: ManagedSources;
   private sweeper?: OrphanSweeper;
@@ -60,6 +67,7 @@ export class WorkspaceController {
     this.kube = new HttpKubeApi(kc, {
       fieldManager: cfg.fieldManager,
       stats: new CallStats('kubernetes', metrics, o.mayWrite),
+      onWritten: (obj) => this.ownWrites.record(obj),
     });
     const lookup = { get: (key: string) => this.sources?.get(key) };
     this.claims = new ClaimIndex(lookup, cfg.configMapKey, (raw) => {
@@ -126,6 +134,8 @@ export class WorkspaceController {
       metrics,
       watch,
       onEvent: (type, obj, old) => this.onSourceEvent(type, obj, old),
+      // Every event reaches onSourceEvent, which filters: an ignored event still consumes an echo.
+      predicate: () => true,
       onResync: (objs) => {
         for (const obj of objs) this.queue.add(keyOf(obj));
       },
@@ -151,6 +161,7 @@ export class WorkspaceController {
 
   private async process(key: string): Promise<{ requeueAfterMs?: number } | undefined> {
     const start = performance.now();
+    this.inFlight.set(key, []);
     const { controllerName } = this.o.cfg;
     try {
       const result = await this.reconciler.reconcile(key);
@@ -169,12 +180,18 @@ export class WorkspaceController {
       this.trackPhase(key);
       throw err;
     } finally {
+      this.releaseHeld(key);
       this.o.metrics.reconcileTime.observe({ controller: controllerName }, (performance.now() - start) / 1000);
     }
   }
 
-  private onSourceEvent(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: KubeObject, _old?: KubeObject): void {
+  private onSourceEvent(type: SourceEventType, obj: KubeObject, old?: KubeObject): void {
     const key = keyOf(obj);
+    if (type === 'MODIFIED' && !configMapEventFilter(type, obj, old)) {
+      // Status-only and similar updates: nothing to do, but the event may be the echo of our status write.
+      this.notify(key, 'ConfigMap', obj, false);
+      return;
+    }
     const previousId = this.claims.workspaceOf(key);
     if (type === 'DELETED') this.claims.remove(key);
     else this.claims.update(key, obj);
@@ -182,7 +199,28 @@ export class WorkspaceController {
     const nowId = this.claims.workspaceOf(key);
     if (previousId && previousId !== nowId) for (const k of this.claims.claimants(previousId)) this.queue.add(k);
     this.trackPhase(key, type === 'DELETED' ? undefined : obj);
-    this.queue.add(key);
+    if (type === 'MODIFIED') this.notify(key, 'ConfigMap', obj, true);
+    else {
+      if (type === 'DELETED') this.ownWrites.forget('ConfigMap', obj);
+      this.queue.add(key);
+    }
+  }
+
+  /**
+   * Queues `key` for an event of `obj`, unless the event is the echo of the controller's own write (or
+   * does not matter). While `key` is being reconciled its writes' responses may still be on their way, so
+   * events are held and judged when the reconcile ends, by which time every write it made is recorded.
+   */
+  private notify(key: string, kind: string, obj: KubeObject, matters: boolean): void {
+    const held = this.inFlight.get(key);
+    if (held) held.push({ kind, obj, matters });
+    else if (!this.ownWrites.isEcho(kind, obj) && matters) this.queue.add(key);
+  }
+
+  private releaseHeld(key: string): void {
+    const held = this.inFlight.get(key);
+    this.inFlight.delete(key);
+    for (const e of held ?? []) if (!this.ownWrites.isEcho(e.kind, e.obj) && e.matters) this.queue.add(key);
   }
 
   private onManagedEvent(
@@ -191,12 +229,19 @@ export class WorkspaceController {
     obj: KubeObject,
     old?: KubeObject,
   ): void {
-    if (type === 'DELETED') this.index.remove(kind, obj);
-    else this.index.upsert(kind, obj, old);
+    if (type === 'DELETED') {
+      this.index.remove(kind, obj);
+      this.ownWrites.forget(kind, obj);
+    } else {
+      this.index.upsert(kind, obj, old);
+    }
     const id = obj.metadata.labels?.[WORKSPACE_ID_LABEL];
-    if (!id) return;
-    const owner = this.claims.claimants(id)[0];
-    if (owner) this.queue.add(owner);
+    const owner = id ? this.claims.claimants(id)[0] : undefined;
+    if (!owner) return;
+    if (type === 'DELETED') this.queue.add(owner);
+    // The cache is current either way; only a change someone else made needs a reconcile. Our own writes'
+    // echoes and status-only updates (quota usage) do not.
+    else this.notify(owner, kind, obj, type === 'ADDED' || !old || managedObjectChanged(old, obj));
   }
 
   private trackPhase(key: string, obj: KubeObject | undefined = this.sources?.get(key)): void {

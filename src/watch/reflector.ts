@@ -169,6 +169,17 @@ export function stripManagedFields(obj: KubeObject): KubeObject {
   return obj;
 }
 
+/**
+ * stripManagedFields, and status too: for objects the controller manages, status is the server's (quota
+ * usage, namespace phase), never compared, and for a ResourceQuota larger than the spec.
+ */
+export function stripManagedFieldsAndStatus(obj: KubeObject): KubeObject {
+  const out = stripManagedFields(obj) as KubeObject & { status?: unknown };
+  if (!('status' in out)) return out;
+  const { status: _, ...rest } = out;
+  return rest as KubeObject;
+}
+
 /** Store key of an object: `namespace/name`, or `name` for cluster-scoped objects (client-go's MetaNamespaceKey). */
 export function objectKey(obj: { metadata: { name: string; namespace?: string } }): string {
   return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;

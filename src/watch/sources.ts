@@ -18,6 +18,7 @@ import {
   Reflector,
   type ReflectorOptions,
   stripManagedFields,
+  stripManagedFieldsAndStatus,
 } from './reflector.js';
 
 export type SourceEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -80,6 +81,27 @@ export function configMapChanged(prev: KubeObject, next: KubeObject): boolean {
   if (!sameJson(prev.binaryData ?? {}, next.binaryData ?? {})) return true;
   if ((prev.immutable ?? false) !== (next.immutable ?? false)) return true;
   return false;
+}
+
+/**
+ * True when a managed object changed in anything but its status or resourceVersion. Status is the
+ * server's (quota usage, namespace phase) and not part of what the controller compares; deletion shows in
+ * metadata.deletionTimestamp.
+ */
+export function managedObjectChanged(prev: KubeObject, next: KubeObject): boolean {
+  const { status: _a, metadata: ma, ...restA } = prev as KubeObject & { status?: unknown };
+  const { status: _b, metadata: mb, ...restB } = next as KubeObject & { status?: unknown };
+  const {
+    resourceVersion: _c,
+    managedFields: _d,
+    ...metaA
+  } = ma as KubeObject['metadata'] & { managedFields?: unknown };
+  const {
+    resourceVersion: _e,
+    managedFields: _f,
+    ...metaB
+  } = mb as KubeObject['metadata'] & { managedFields?: unknown };
+  return !sameJson(metaA, metaB) || !sameJson(restA, restB);
 }
 
 /** Structural equality of JSON values (object key order ignored, array order kept). */
@@ -216,7 +238,7 @@ export class ManagedSources {
         resource: info.plural,
         labelSelector: selector,
         stallSlackSeconds: o.cfg.reconcile.watchStallSeconds,
-        transform: stripManagedFields,
+        transform: stripManagedFieldsAndStatus,
         metrics: o.metrics,
         log: o.log,
         ...o.watch,
