@@ -286,17 +286,13 @@ export class TokenBucket {
   }
 }
 
-/** Default request budget for IAM, per controller process (the account-wide limit is shared with others). */
-export const IAM_DEFAULT_REQUESTS_PER_SECOND = 5;
-export const IAM_DEFAULT_BURST = 10;
-
 // ---- SDK implementation ------------------------------------------------------------------------------
 
 export interface SdkIamApiOptions {
   cfg: ControllerConfig;
   stats?: CallStats;
   metrics?: Metrics;
-  /** Token bucket per HTTP attempt. Default IAM_DEFAULT_REQUESTS_PER_SECOND / IAM_DEFAULT_BURST. */
+  /** Token bucket per HTTP attempt. Default cfg.aws.requestsPerSecond / cfg.aws.requestBurst. */
   requestsPerSecond?: number;
   burst?: number;
   /** Credentials for tests; otherwise the SDK's default chain (env, web identity/IRSA, pod identity, profile). */
@@ -326,8 +322,8 @@ export class SdkIamApi implements IamApi {
     this.stats = opts.stats ?? new CallStats('iam', opts.metrics);
     this.limiter = new ConcurrencyLimiter(cfg.aws.maxConcurrentCalls);
     this.bucket = new TokenBucket(
-      opts.requestsPerSecond ?? IAM_DEFAULT_REQUESTS_PER_SECOND,
-      opts.burst ?? IAM_DEFAULT_BURST,
+      opts.requestsPerSecond ?? cfg.aws.requestsPerSecond,
+      opts.burst ?? cfg.aws.requestBurst,
     );
     const config: IAMClientConfig = {
       region: cfg.aws.region,

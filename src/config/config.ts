@@ -94,6 +94,12 @@ export interface ControllerConfig {
     permissionsBoundaryArn?: string;
     maxSessionDurationSeconds: number;
     maxConcurrentCalls: number;
+    /**
+     * Request budget (token bucket, per HTTP attempt). IAM's control plane allows few requests per second
+     * per account, shared with every other client: this bounds how fast new workspaces get their roles.
+     */
+    requestsPerSecond: number;
+    requestBurst: number;
     maxAttempts: number;
     orphanSweep: { enabled: boolean; dryRun: boolean };
   };
@@ -184,6 +190,8 @@ export function defaultConfig(): ControllerConfig {
       rolePath: '/flyte-workspaces/',
       maxSessionDurationSeconds: 3600,
       maxConcurrentCalls: 4,
+      requestsPerSecond: 5,
+      requestBurst: 10,
       maxAttempts: 5,
       orphanSweep: { enabled: false, dryRun: true },
     },
@@ -383,8 +391,10 @@ export function validateConfig(cfg: ControllerConfig): void {
     ['flyte.callTimeoutMs', cfg.flyte.callTimeoutMs],
     ['flyte.maxConcurrentCalls', cfg.flyte.maxConcurrentCalls],
     ['aws.maxConcurrentCalls', cfg.aws.maxConcurrentCalls],
+    ['aws.requestsPerSecond', cfg.aws.requestsPerSecond],
     ['limits.maxUsers', cfg.limits.maxUsers],
   ];
+  need(Number.isFinite(cfg.aws.requestBurst) && cfg.aws.requestBurst >= 1, 'aws.requestBurst', 'must be ≥ 1');
   for (const [setting, v] of positive) need(Number.isFinite(v) && v > 0, setting, 'must be a positive number');
   for (const [setting, port] of [
     ['server.metricsPort', cfg.server.metricsPort],
