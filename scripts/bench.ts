@@ -83,6 +83,8 @@ export interface BenchOptions {
   skipBaseline: boolean;
   changeSamples: number;
   controllerNodeArgs: string[];
+  /** Seconds of kube-apiserver CPU profile to take during the baseline and the cold start (0 = none). */
+  profileApiserverSeconds: number;
   out: string;
 }
 
@@ -99,6 +101,7 @@ function options(argv: string[]): BenchOptions {
       'skip-baseline': { type: 'boolean', default: false },
       'change-samples': { type: 'string', default: '100' },
       'controller-node-args': { type: 'string' },
+      'profile-apiserver': { type: 'string', default: '0' },
       out: { type: 'string', default: 'bench-results' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -116,6 +119,8 @@ function options(argv: string[]): BenchOptions {
   --change-samples K  changes of each kind for the per-change API cost (default 100, at most N)
   --controller-node-args="ARGS"  node flags for the controller process instead of the NODE_OPTIONS that
                       manifests/deployment.yaml ships (what runs in production, the default)
+  --profile-apiserver S  take an S-second CPU profile of kube-apiserver during the baseline and during
+                      the cold start (logs dir, apiserver-*.pprof; read with \`go tool pprof -top\`)
   --out DIR           where reports go (default bench-results)`);
     process.exit(0);
   }
@@ -134,6 +139,7 @@ function options(argv: string[]): BenchOptions {
     skipExternal: values['skip-external'] ?? false,
     skipBaseline: values['skip-baseline'] ?? false,
     changeSamples: int('change-samples', values['change-samples'], 0),
+    profileApiserverSeconds: int('profile-apiserver', values['profile-apiserver'], 0),
     controllerNodeArgs: (values['controller-node-args'] ?? deploymentNodeOptions()).split(/\s+/).filter(Boolean),
     out: values.out ?? 'bench-results',
   };
@@ -281,6 +287,32 @@ async function settle(env: Env, maxMs = 30_000): Promise<void> {
   }
 }
 
+/**
+ * A CPU profile of kube-apiserver (its /debug/pprof, as admin), started now and written to `file` when done,
+ * to see where the API server spends the CPU that bounds the cold start.
+ */
+function profileApiserver(env: Env, seconds: number, file: string): Promise<void> {
+  if (seconds <= 0) return Promise.resolve();
+  const url = `${env.cp.server}/debug/pprof/profile?seconds=${seconds}`;
+  return (async () => {
+    const ctx = new RequestContext(url, HttpMethod.GET);
+    await env.adminKc.applySecurityAuthentication(ctx);
+    const res = await undiciRequest(url, {
+      method: 'GET',
+      headers: ctx.getHeaders(),
+      dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
+      bodyTimeout: (seconds + 30) * 1000,
+      headersTimeout: (seconds + 30) * 1000,
+    });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode !== 200) throw new Error(`kube-apiserver profile: HTTP ${res.statusCode}`);
+    writeFileSync(file, body);
+    say(`kube-apiserver CPU profile (${seconds} s) in ${file}`);
+  })().catch((err) => {
+    say(`kube-apiserver profile failed: ${(err as Error).message}`);
+  });
+}
+
 /** kube-apiserver's own /metrics, read as admin (request counts by verb and resource, watch events sent). */
 async function apiserverScrape(env: Env): Promise<Scrape> {
   const url = `${env.cp.server}/metrics`;
@@ -350,7 +382,13 @@ interface BaselineResult {
   apiserver: ApiserverLoad;
 }
 
-async function runBaseline(env: Env, cfg: ControllerConfig, n: number, concurrency: number): Promise<BaselineResult> {
+async function runBaseline(
+  env: Env,
+  cfg: ControllerConfig,
+  n: number,
+  concurrency: number,
+  profile: { seconds: number; file: string },
+): Promise<BaselineResult> {
   // Another field manager (and so another managed-by label): the controller under test neither watches nor
   // caches these objects. Same kinds, same sizes, same identity, same admission path.
   const bcfg = mergeConfig(cfg, { fieldManager: BASELINE_MANAGER });
@@ -364,6 +402,7 @@ async function runBaseline(env: Env, cfg: ControllerConfig, n: number, concurren
   const api0 = await apiserverScrape(env);
   const before = env.cpu.snapshot();
   const t0 = performance.now();
+  const profiled = profileApiserver(env, profile.seconds, profile.file);
   await pool(list, concurrency, async (ws) => {
     const parsed = parseWorkspace(JSON.stringify(docOf(ws)), bcfg);
     if (!parsed.ok) throw new Error('invalid baseline workspace');
@@ -382,6 +421,7 @@ async function runBaseline(env: Env, cfg: ControllerConfig, n: number, concurren
   const seconds = (performance.now() - t0) / 1000;
   const cpu = cpuBetween(before, env.cpu.snapshot());
   const api1 = await apiserverScrape(env);
+  await profiled;
   return {
     n,
     concurrency,
@@ -748,7 +788,10 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     let baseline: BaselineResult | undefined;
     if (!external && !opts.skipBaseline) {
       await settle(env);
-      baseline = await runBaseline(env, cfg, n, opts.concurrency);
+      baseline = await runBaseline(env, cfg, n, opts.concurrency, {
+        seconds: opts.profileApiserverSeconds,
+        file: join(ctx.logDir, `apiserver-baseline-${name}.pprof`),
+      });
       say(`baseline: ${n} workspaces in ${baseline.seconds} s (${baseline.workspacesPerSecond}/s)`);
     }
 
@@ -770,6 +813,11 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     env.controllerPid = controller.child.pid;
     cleanups.push(() => controller.stop());
     await controller.whenReady(120_000);
+    const profiled = profileApiserver(
+      env,
+      opts.profileApiserverSeconds,
+      join(ctx.logDir, `apiserver-controller-${name}.pprof`),
+    );
     const base = await controller.scrape(); // counters start at zero; this scrape is only a label template
     const zero = parseZero(base);
     const coldTimeout = 120_000 + n * (external ? 1500 : 200);
@@ -778,6 +826,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     const cpuReady = env.cpu.snapshot();
     const apiReady = await apiserverScrape(env);
     const idle = await waitQueueIdle(controller, zero, n, 120_000);
+    await profiled;
     const secondsFromSpawn = (tReady - controller.startedAt) / 1000;
     const secondsFromSynced = (tReady - controller.syncedAt) / 1000;
     const readyTimes = [...tracker.readyAt.values()]
