@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import pino from 'pino';
 import { type Dispatcher, request as undiciRequest } from 'undici';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi, type KubeObject } from '../src/adapters/kubernetes.js';
@@ -30,6 +31,7 @@ import {
 import { roleArnFor } from '../src/desired/iam-arn.js';
 import { desiredKubernetesObjects } from '../src/desired/kubernetes.js';
 import { workspaceNames } from '../src/desired/names.js';
+import { KubeEventRecorder } from '../src/reconcile/events.js';
 import {
   serializeStatus,
   setCondition,
@@ -388,11 +390,21 @@ async function runBaseline(
   n: number,
   concurrency: number,
   profile: { seconds: number; file: string },
+  protocol = false,
 ): Promise<BaselineResult> {
   // Another field manager (and so another managed-by label): the controller under test neither watches nor
   // caches these objects. Same kinds, same sizes, same identity, same admission path.
+  // With `protocol`, each workspace also gets what the controller's protocol adds around the objects: the
+  // namespace ownership read, the finalizer + Provisioning write before creating, and the Event after. The
+  // difference to the controller is then its watches and its own CPU.
   const bcfg = mergeConfig(cfg, { fieldManager: BASELINE_MANAGER });
-  const list = workspaces('bb', n);
+  const list = workspaces(protocol ? 'bp' : 'bb', n);
+  const events = new KubeEventRecorder(
+    new HttpKubeApi(env.controllerKc, { fieldManager: BASELINE_MANAGER, stats: new CallStats('kubernetes') }),
+    BASELINE_MANAGER,
+    'bench-baseline',
+    pino({ level: 'silent' }),
+  );
   await createConfigMaps(env, BASE_SRC, list);
   await settle(env);
   const kube = new HttpKubeApi(env.controllerKc, {
@@ -415,8 +427,13 @@ async function runBaseline(
       source,
       roleArn: roleArnFor(bcfg, names.iamRole),
     });
+    if (protocol) {
+      await kube.get({ apiVersion: 'v1', kind: 'Namespace', name: names.namespaces[0] as string });
+      await kube.apply(statusBody(ws, parsed.specHash, names.namespaces, 'Provisioning'));
+    }
     for (const obj of objects) await kube.apply(obj);
-    await kube.apply(statusBody(ws, parsed.specHash, names.namespaces));
+    const done = await kube.apply(statusBody(ws, parsed.specHash, names.namespaces));
+    if (protocol) await events.emit(done, 'Normal', 'Provisioned', `workspace ${ws.id} ready (6 change(s))`);
   });
   const seconds = (performance.now() - t0) / 1000;
   const cpu = cpuBetween(before, env.cpu.snapshot());
@@ -434,7 +451,12 @@ async function runBaseline(
 }
 
 /** A status annotation shaped like the controller's Ready status for a Kubernetes-only workspace. */
-function statusBody(ws: WorkspaceState, specHash: string, namespaces: string[]): KubeObject {
+function statusBody(
+  ws: WorkspaceState,
+  specHash: string,
+  namespaces: string[],
+  phase: 'Ready' | 'Provisioning' = 'Ready',
+): KubeObject {
   const now = new Date().toISOString();
   const steps = {
     kubernetes: stepStatus(
@@ -450,7 +472,7 @@ function statusBody(ws: WorkspaceState, specHash: string, namespaces: string[]):
     ),
   };
   const status: WorkspaceStatus = {
-    phase: 'Ready',
+    phase,
     workspaceId: ws.id,
     specHash,
     owner: true,
@@ -466,6 +488,18 @@ function statusBody(ws: WorkspaceState, specHash: string, namespaces: string[]):
     observedSpecHash: specHash,
     namespaces,
   };
+  if (phase === 'Provisioning') {
+    status.conditions = [
+      setCondition(
+        undefined,
+        { type: 'Ready', status: 'False', reason: 'Provisioning', message: 'provisioning started' },
+        now,
+      ),
+    ];
+    status.steps = {};
+    delete status.observedSpecHash;
+    delete status.namespaces;
+  }
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
@@ -661,6 +695,8 @@ export interface PassResult {
   external: boolean;
   createConfigMapsSeconds: number;
   baseline?: BaselineResult;
+  /** The baseline plus the controller's per-workspace protocol requests (see runBaseline). */
+  protocolBaseline?: BaselineResult;
   coldStart: {
     secondsFromSpawn: number;
     secondsFromSynced: number;
@@ -786,6 +822,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     say(`created ${n} workspace ConfigMaps in ${createConfigMapsSeconds.toFixed(1)} s`);
 
     let baseline: BaselineResult | undefined;
+    let protocolBaseline: BaselineResult | undefined;
     if (!external && !opts.skipBaseline) {
       await settle(env);
       baseline = await runBaseline(env, cfg, n, opts.concurrency, {
@@ -793,6 +830,11 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
         file: join(ctx.logDir, `apiserver-baseline-${name}.pprof`),
       });
       say(`baseline: ${n} workspaces in ${baseline.seconds} s (${baseline.workspacesPerSecond}/s)`);
+      await settle(env);
+      protocolBaseline = await runBaseline(env, cfg, n, opts.concurrency, { seconds: 0, file: '' }, true);
+      say(
+        `baseline + protocol requests: ${n} workspaces in ${protocolBaseline.seconds} s (${protocolBaseline.workspacesPerSecond}/s)`,
+      );
     }
 
     const tracker = new StatusTracker(env.adminKc, SRC);
@@ -930,6 +972,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       controllerErrors: controller.errors,
     };
     if (baseline) result.baseline = baseline;
+    if (protocolBaseline) result.protocolBaseline = protocolBaseline;
     if (churn) result.churn = churn;
     if (double) {
       const c = double.calls();

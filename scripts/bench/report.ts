@@ -130,6 +130,14 @@ export function renderMarkdown(r: Report): string {
         '1.00',
       ]);
     }
+    if (p.baseline && p.protocolBaseline) {
+      rows.push([
+        "baseline + the controller's protocol requests (namespace read, finalizer write, Event)",
+        p.protocolBaseline.seconds,
+        p.protocolBaseline.workspacesPerSecond,
+        (p.protocolBaseline.workspacesPerSecond / p.baseline.workspacesPerSecond).toFixed(2),
+      ]);
+    }
     rows.push([
       'controller, from process spawn',
       c.secondsFromSpawn,
@@ -148,6 +156,12 @@ export function renderMarkdown(r: Report): string {
       `Half Ready after ${c.halfReadySeconds} s, 90% after ${c.ninetyReadySeconds} s, queue idle after ${c.secondsToIdle} s (from spawn).`,
     );
     if (p.baseline) out.push(`Baseline CPU: ${cpuLine(p.baseline.cpu)}.`, '');
+    if (p.protocolBaseline) {
+      out.push(
+        `Baseline + protocol requests CPU: ${cpuLine(p.protocolBaseline.cpu)}; ${p.protocolBaseline.apiserver.totalRequests / p.n} kube-apiserver requests and ${(p.protocolBaseline.apiserver.watchEvents / p.n).toFixed(2)} watch events per workspace.`,
+        '',
+      );
+    }
     out.push(
       `Controller process until its queue was idle: ${c.controllerCpuSeconds} CPU-s (${Math.round((c.controllerCpuSeconds / p.n) * 10000) / 10} ms per workspace), of which GC ${c.controllerGcSeconds} s.`,
     );
