@@ -18,7 +18,6 @@ import {
   ensureDistBuilt,
   type FaultEnv,
   type KubeProxy,
-  kubeConfigForConn,
   type Problem,
   report,
   startFaultEnv,
@@ -26,7 +25,7 @@ import {
   tempDir,
   waitConverged,
 } from '../support/faults.js';
-import { uniqueName, waitFor } from '../support/kube.js';
+import { kubeConfigFor, uniqueName, waitFor } from '../support/kube.js';
 
 const NS = 'flyte-workspace-controller';
 let env: FaultEnv;
@@ -49,7 +48,7 @@ beforeAll(async () => {
   env = await startFaultEnv({ name: 'fleader', deferStart: true });
   dir = tempDir('fwc-leader');
   leaseName = uniqueName('leader-lease');
-  const leases = kubeConfigForConn('admin', env.conn).makeApiClient(CoordinationV1Api);
+  const leases = kubeConfigFor('admin', env.conn).makeApiClient(CoordinationV1Api);
   let sampling = false;
   sampler = setInterval(async () => {
     if (sampling) return;

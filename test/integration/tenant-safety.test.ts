@@ -21,13 +21,12 @@ import {
   checkGone,
   checkProvisioned,
   type FaultEnv,
-  kubeConfigForConn,
   type Problem,
   report,
   startFaultEnv,
   waitConverged,
 } from '../support/faults.js';
-import { describeError, uniqueName, waitFor } from '../support/kube.js';
+import { describeError, kubeConfigFor, uniqueName, waitFor } from '../support/kube.js';
 
 let env: FaultEnv;
 let controllerKc: KubeConfig;
@@ -35,7 +34,7 @@ const totals = { deniedActions: 0, hostileWorkspaces: 0, workspacesChecked: 0, p
 
 beforeAll(async () => {
   env = await startFaultEnv({ name: 'tenant' });
-  controllerKc = kubeConfigForConn('controller', env.conn);
+  controllerKc = kubeConfigFor('controller', env.conn);
 });
 
 afterAll(async () => {

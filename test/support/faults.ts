@@ -64,7 +64,7 @@ import {
   startControlPlane,
 } from './controlplane.js';
 import { type FlyteAdminDouble, startFlyteAdminDouble } from './flyteadmin-double.js';
-import { applyManifestFile, bindSourceNamespace, uniqueName, waitFor } from './kube.js';
+import { applyManifestFile, bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from './kube.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const AWS_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
@@ -324,7 +324,7 @@ export function controlPlaneBinDir(): Promise<string> {
 export async function startOwnControlPlane(): Promise<ControlPlane> {
   const cp = await startControlPlane({ binDir: await controlPlaneBinDir() });
   try {
-    const admin = new HttpKubeApi(kubeConfigForConn('admin', cp), {
+    const admin = new HttpKubeApi(kubeConfigFor('admin', cp), {
       fieldManager: 'test-admin',
       stats: new CallStats('kubernetes'),
     });
@@ -332,26 +332,13 @@ export async function startOwnControlPlane(): Promise<ControlPlane> {
       await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
     }
     for (const m of ['manifests/rbac.yaml', 'manifests/workspace-roles.yaml', 'manifests/admission-policy.yaml']) {
-      await applyManifestFile(kubeConfigForConn('admin', cp), `${root}${m}`);
+      await applyManifestFile(kubeConfigFor('admin', cp), `${root}${m}`);
     }
     return cp;
   } catch (e) {
     await cp.stop().catch(() => {});
     throw e;
   }
-}
-
-export function kubeConfigForConn(identity: Identity, conn: KubeConnection): KubeConfig {
-  const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-  const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'fwc-test', server: conn.server, caData: conn.caData, skipTLSVerify: false }],
-    users: [{ name: user, token }],
-    contexts: [{ name: identity, cluster: 'fwc-test', user }],
-    currentContext: identity,
-  });
-  return kc;
 }
 
 export function writeKubeconfigFile(conn: KubeConnection, identity: Identity, dir: string): string {
@@ -443,7 +430,7 @@ export function faultConfig(
 export async function startFaultEnv(o: FaultEnvOptions): Promise<FaultEnv> {
   const conn = o.conn ?? inject('kube');
   const motoEndpoint = inject('motoEndpoint');
-  const adminKc = kubeConfigForConn('admin', conn);
+  const adminKc = kubeConfigFor('admin', conn);
   const admin = new HttpKubeApi(adminKc, { fieldManager: 'test-admin', stats: new CallStats('kubernetes') });
   const sourceNamespace = uniqueName(o.name);
   await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: sourceNamespace } });
@@ -454,7 +441,7 @@ export async function startFaultEnv(o: FaultEnvOptions): Promise<FaultEnv> {
   const rolePath = `/fwc-${sourceNamespace}/`;
   const cfg = faultConfig(sourceNamespace, rolePath, flyte.url, aws.endpoint, o);
   const kubeProxy = o.kubeProxy ? await startKubeProxy(conn) : undefined;
-  const controllerKc = kubeProxy ? kubeProxy.kubeConfig('controller') : kubeConfigForConn('controller', conn);
+  const controllerKc = kubeProxy ? kubeProxy.kubeConfig('controller') : kubeConfigFor('controller', conn);
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   let metrics = new Metrics(cfg.controllerName, { defaultMetrics: false });
   let iamApi: SdkIamApi | undefined;
