@@ -188,7 +188,10 @@ export class WorkspaceController {
   private onSourceEvent(type: SourceEventType, obj: KubeObject, old?: KubeObject): void {
     const key = keyOf(obj);
     if (type === 'MODIFIED' && !configMapEventFilter(type, obj, old)) {
-      // Status-only and similar updates: nothing to do, but the event may be the echo of our status write.
+      // Status-only and similar updates: nothing to reconcile, but the event may be the echo of our status
+      // write, and it is where the phase metric learns the new phase (the cache read after a reconcile can
+      // be older than the status write).
+      this.trackPhase(key, obj);
       this.notify(key, 'ConfigMap', obj, false);
       return;
     }

@@ -4,7 +4,8 @@
 // streams killed mid-flight. During each gap we create, modify, delete and unlabel workspace ConfigMaps and
 // delete a managed RoleBinding; afterwards every one of those changes must have been acted on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FINALIZER } from '../../src/config/config.js';
+import { FINALIZER, STATUS_ANNOTATION } from '../../src/config/config.js';
+import { parseStatus } from '../../src/reconcile/status.js';
 import { putWorkspace, statusOf, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
 import {
   checkGone,
@@ -217,5 +218,35 @@ describe('watch faults (proxy between controller and kube-apiserver)', () => {
     await waitConverged(() => checkProvisioned(env, late, workspaceDoc(late)), 30_000, 'workspace after kills');
     totals.workspacesChecked++;
     expect(totals.problems).toEqual([]);
+  });
+
+  it('ConfigMap watch events 1.5 s behind the writes: still one reconcile per workspace, and the phase metric catches up', async () => {
+    await env.controller.waitIdle();
+    const phaseCount = async (phase: string) =>
+      sumSeries(await env.metrics.render(), 'flyte_workspace_workspaces', new RegExp(`phase="${phase}"`));
+    const reconcilesBefore = sumSeries(await env.metrics.render(), 'controller_runtime_reconcile_total');
+    env.kubeProxy?.delayWatches(1500, isConfigMaps);
+    try {
+      const ids = [uniqueName('wy'), uniqueName('wy'), uniqueName('wy')];
+      await Promise.all(ids.map((id) => putWorkspace(env, id, workspaceDoc(id))));
+      await Promise.all(ids.map((id) => waitForStatus(env, id, (s) => s.phase === 'Ready')));
+      await env.controller.waitIdle();
+      // The status write's watch event arrives after its reconcile ended, as a status-only update: it must
+      // still move the gauge, which otherwise keeps the phase the cache had when the reconcile ended.
+      const cms = await env.admin.list('ConfigMap', { namespace: env.sourceNamespace });
+      const ready = cms.filter((cm) => parseStatus(cm.metadata.annotations?.[STATUS_ANNOTATION])?.phase === 'Ready');
+      await waitFor(async () => ((await phaseCount('Ready')) === ready.length ? true : undefined), {
+        timeoutMs: 10_000,
+        message: `flyte_workspace_workspaces{phase="Ready"} to reach ${ready.length}`,
+      });
+      expect(await phaseCount('Provisioning')).toBe(0);
+      // Late echoes of the controller's own writes are recognised as such: they queue nothing.
+      await new Promise((r) => setTimeout(r, 2500));
+      await env.controller.waitIdle();
+      const reconciles = sumSeries(await env.metrics.render(), 'controller_runtime_reconcile_total') - reconcilesBefore;
+      expect(reconciles).toBe(ids.length);
+    } finally {
+      env.kubeProxy?.delayWatches(0);
+    }
   });
 });

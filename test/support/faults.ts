@@ -105,6 +105,11 @@ export interface KubeProxy {
    * client's own stall detection can get it out. Returns how many open streams were stalled.
    */
   stallWatches(on: boolean, match?: PathMatch): number;
+  /**
+   * Delivers every byte of matching watch streams `ms` later than it arrives (order kept), so watch events
+   * reach the controller after the responses to the writes that caused them. 0 turns it off.
+   */
+  delayWatches(ms: number, match?: PathMatch): void;
   /** The next `n` matching watch requests get 410 Expired: an ERROR event (what the apiserver does) or HTTP 410. */
   expireWatches(n: number, opts?: { match?: PathMatch; how?: 'event' | 'http' }): void;
   /** While down, every connection is reset at once (an unreachable apiserver). */
@@ -129,6 +134,7 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
   const log: ProxiedRequest[] = [];
   const sockets = new Set<Socket>();
   let stallMatch: PathMatch | undefined;
+  let delay: { ms: number; match: PathMatch } | undefined;
   const expiries: { left: number; match: PathMatch; how: 'event' | 'http' }[] = [];
   let down = false;
   const n = { watches: 0, lists: 0, writes: 0, expired: 0, killed: 0, stalled: 0 };
@@ -189,11 +195,14 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
         if (w.stalled) n.stalled++;
         watches.add(w);
         res.flushHeaders();
+        // Timers of equal duration fire in the order they were set, so a delayed stream keeps its order.
+        const later = (fn: () => void) =>
+          delay && delay.ms > 0 && delay.match(w.path) ? setTimeout(fn, delay.ms) : fn();
         upRes.on('data', (chunk: Buffer) => {
-          if (!w.stalled) res.write(chunk);
+          if (!w.stalled) later(() => res.write(chunk));
         });
         upRes.on('end', () => {
-          if (!w.stalled) res.end();
+          if (!w.stalled) later(() => res.end());
         });
         upRes.on('error', () => {
           if (!w.stalled) res.destroy();
@@ -281,6 +290,9 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
       }
       n.stalled += k;
       return k;
+    },
+    delayWatches(ms, match = any) {
+      delay = ms > 0 ? { ms, match } : undefined;
     },
     expireWatches(count, opts = {}) {
       expiries.push({ left: count, match: opts.match ?? any, how: opts.how ?? 'event' });
