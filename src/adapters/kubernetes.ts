@@ -117,6 +117,11 @@ export interface ApplyOptions {
   fieldManager?: string;
 }
 
+type DeleteResponse =
+  | { kind: 'Status'; details?: { uid?: string }; metadata?: undefined }
+  | { kind?: string; metadata?: { uid?: string; deletionTimestamp?: string }; details?: undefined }
+  | undefined;
+
 export interface DeleteOptions {
   dryRun?: boolean;
   /** Precondition: delete only this incarnation of the object. */
@@ -149,6 +154,11 @@ export interface HttpKubeApiOptions {
   timeoutMs?: number;
   /** Called with the object every successful (non-dry-run) write returned. */
   onWritten?: (obj: KubeObject) => void;
+  /**
+   * Called after a successful (non-dry-run) delete that removed the object at once, with the uid it had.
+   * Not called when the object only started terminating (finalizers, graceful deletion): more events come.
+   */
+  onDeleted?: (ref: ObjectRef, uid: string) => void;
 }
 
 interface AuthContext {
@@ -241,7 +251,12 @@ export class HttpKubeApi implements KubeApi {
       if (opts.propagationPolicy) body.propagationPolicy = opts.propagationPolicy;
       if (opts.dryRun) body.dryRun = ['All'];
       try {
-        await this.request('DELETE', objectPath(ref), body);
+        // The answer is a Status (details.uid) or, for some kinds, the object as deleted; an object still
+        // carrying a deletionTimestamp is only terminating.
+        const res = await this.request<DeleteResponse>('DELETE', objectPath(ref), body);
+        const gone = res?.kind === 'Status' || !res?.metadata?.deletionTimestamp;
+        const uid = res?.kind === 'Status' ? res.details?.uid : res?.metadata?.uid;
+        if (!opts.dryRun && gone && uid) this.opts.onDeleted?.(ref, uid);
         return true;
       } catch (err) {
         if (err instanceof KubeApiError && err.code === 404) return false;

@@ -46,6 +46,14 @@ export interface ControllerOptions {
   mayWrite?: () => boolean;
 }
 
+/** A watch event for a workspace key; `deleted` for DELETED events, which are matched to our deletes. */
+interface HeldEvent {
+  kind: string;
+  obj: KubeObject;
+  matters: boolean;
+  deleted?: boolean;
+}
+
 export class WorkspaceController {
   readonly kube: HttpKubeApi;
   readonly reconciler: WorkspaceReconciler;
@@ -55,7 +63,7 @@ export class WorkspaceController {
   private readonly index = new ManagedObjectIndex(MANAGED_KINDS);
   private readonly ownWrites = new OwnWrites(new Set<string>([...MANAGED_KINDS, 'ConfigMap']));
   /** Keys being reconciled → watch events for them held until the reconcile ends (see notify). */
-  private readonly inFlight = new Map<string, { kind: string; obj: KubeObject; matters: boolean }[]>();
+  private readonly inFlight = new Map<string, HeldEvent[]>();
   private sources?: ConfigMapSources;
   private managed?: ManagedSources;
   private sweeper?: OrphanSweeper;
@@ -68,6 +76,7 @@ export class WorkspaceController {
       fieldManager: cfg.fieldManager,
       stats: new CallStats('kubernetes', metrics, o.mayWrite),
       onWritten: (obj) => this.ownWrites.record(obj),
+      onDeleted: (ref, uid) => this.ownWrites.recordDeleted(ref.kind, ref, uid),
     });
     const lookup = { get: (key: string) => this.sources?.get(key) };
     this.claims = new ClaimIndex(lookup, cfg.configMapKey, (raw) => {
@@ -192,7 +201,7 @@ export class WorkspaceController {
       // write, and it is where the phase metric learns the new phase (the cache read after a reconcile can
       // be older than the status write).
       this.trackPhase(key, obj);
-      this.notify(key, 'ConfigMap', obj, false);
+      this.notify(key, { kind: 'ConfigMap', obj, matters: false });
       return;
     }
     const previousId = this.claims.workspaceOf(key);
@@ -202,7 +211,7 @@ export class WorkspaceController {
     const nowId = this.claims.workspaceOf(key);
     if (previousId && previousId !== nowId) for (const k of this.claims.claimants(previousId)) this.queue.add(k);
     this.trackPhase(key, type === 'DELETED' ? undefined : obj);
-    if (type === 'MODIFIED') this.notify(key, 'ConfigMap', obj, true);
+    if (type === 'MODIFIED') this.notify(key, { kind: 'ConfigMap', obj, matters: true });
     else {
       if (type === 'DELETED') this.ownWrites.forget('ConfigMap', obj);
       this.queue.add(key);
@@ -214,16 +223,24 @@ export class WorkspaceController {
    * does not matter). While `key` is being reconciled its writes' responses may still be on their way, so
    * events are held and judged when the reconcile ends, by which time every write it made is recorded.
    */
-  private notify(key: string, kind: string, obj: KubeObject, matters: boolean): void {
+  private notify(key: string, event: HeldEvent): void {
     const held = this.inFlight.get(key);
-    if (held) held.push({ kind, obj, matters });
-    else if (!this.ownWrites.isEcho(kind, obj) && matters) this.queue.add(key);
+    if (held) held.push(event);
+    else if (this.needsReconcile(event)) this.queue.add(key);
+  }
+
+  private needsReconcile(e: HeldEvent): boolean {
+    if (e.deleted) return !this.ownWrites.isDeleteEcho(e.kind, e.obj);
+    return !this.ownWrites.isEcho(e.kind, e.obj) && e.matters;
   }
 
   private releaseHeld(key: string): void {
     const held = this.inFlight.get(key);
     this.inFlight.delete(key);
-    for (const e of held ?? []) if (!this.ownWrites.isEcho(e.kind, e.obj) && e.matters) this.queue.add(key);
+    // Every event is judged (each one consumes its echo record), even once one of them has queued the key.
+    let needed = false;
+    for (const e of held ?? []) needed = this.needsReconcile(e) || needed;
+    if (needed) this.queue.add(key);
   }
 
   private onManagedEvent(
@@ -232,19 +249,18 @@ export class WorkspaceController {
     obj: KubeObject,
     old?: KubeObject,
   ): void {
-    if (type === 'DELETED') {
-      this.index.remove(kind, obj);
-      this.ownWrites.forget(kind, obj);
-    } else {
-      this.index.upsert(kind, obj, old);
-    }
+    if (type === 'DELETED') this.index.remove(kind, obj);
+    else this.index.upsert(kind, obj, old);
     const id = obj.metadata.labels?.[WORKSPACE_ID_LABEL];
     const owner = id ? this.claims.claimants(id)[0] : undefined;
-    if (!owner) return;
-    if (type === 'DELETED') this.queue.add(owner);
+    if (!owner) {
+      if (type === 'DELETED') this.ownWrites.forget(kind, obj);
+      return;
+    }
     // The cache is current either way; only a change someone else made needs a reconcile. Our own writes'
-    // echoes and status-only updates (quota usage) do not.
-    else this.notify(owner, kind, obj, type === 'ADDED' || !old || managedObjectChanged(old, obj));
+    // and deletes' echoes and status-only updates (quota usage) do not.
+    const matters = type !== 'MODIFIED' || !old || managedObjectChanged(old, obj);
+    this.notify(owner, { kind, obj, matters, deleted: type === 'DELETED' });
   }
 
   private trackPhase(key: string, obj: KubeObject | undefined = this.sources?.get(key)): void {

@@ -1,7 +1,8 @@
 // The resourceVersions the controller's own writes produced, per object. A watch event that only echoes
 // such a write carries one of them; the reconcile that wrote it already accounted for it, so the echo need
 // not queue the workspace again. Anything else (another writer, a missed echo, a relist) carries another
-// resourceVersion and counts as a change, so this can only save work, never hide a change.
+// resourceVersion and counts as a change, so this can only save work, never hide a change. Deletes are
+// matched by uid: the DELETED event of the incarnation we removed is ours, a recreated object's is not.
 import type { KubeObject } from '../adapters/kubernetes.js';
 
 const keyOf = (kind: string, obj: KubeObject) => `${kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
@@ -11,6 +12,8 @@ const MAX_PENDING_PER_OBJECT = 4;
 
 export class OwnWrites {
   private readonly written = new Map<string, string[]>();
+  /** Objects our deletes removed at once → the uid they had (their DELETED event is an echo). */
+  private readonly deleted = new Map<string, string>();
 
   constructor(private readonly kinds: ReadonlySet<string>) {}
 
@@ -42,11 +45,30 @@ export class OwnWrites {
     return at >= 0;
   }
 
+  /** Remembers that a delete removed this incarnation (uid) of the object. */
+  recordDeleted(kind: string, ref: { namespace?: string; name: string }, uid: string): void {
+    if (this.kinds.has(kind)) this.deleted.set(keyOf(kind, { metadata: ref } as KubeObject), uid);
+  }
+
+  /**
+   * Whether a DELETED event is the echo of our delete of that very incarnation. Either way the object is
+   * gone, so everything remembered about it is dropped.
+   */
+  isDeleteEcho(kind: string, obj: KubeObject): boolean {
+    const key = keyOf(kind, obj);
+    const uid = this.deleted.get(key);
+    this.deleted.delete(key);
+    this.written.delete(key);
+    return uid !== undefined && uid === obj.metadata.uid;
+  }
+
   forget(kind: string, obj: KubeObject): void {
-    this.written.delete(keyOf(kind, obj));
+    const key = keyOf(kind, obj);
+    this.written.delete(key);
+    this.deleted.delete(key);
   }
 
   get size(): number {
-    return this.written.size;
+    return this.written.size + this.deleted.size;
   }
 }

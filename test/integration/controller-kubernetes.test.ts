@@ -46,6 +46,13 @@ async function settledWrites(): Promise<number> {
   return f.controller.kube.stats.writes;
 }
 
+/** Reconciles run so far, once the queue has been idle a moment (late watch echoes included). */
+async function settledReconciles(): Promise<number> {
+  await new Promise((r) => setTimeout(r, 500));
+  await f.controller.waitIdle();
+  return (await f.metrics.reconcileTotal.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+
 describe('workspace lifecycle in Kubernetes', () => {
   const id = uniqueName('ws');
   const cm = `${id}-cfg`;
@@ -114,7 +121,8 @@ describe('workspace lifecycle in Kubernetes', () => {
     expect(delta('delete_RoleBinding')).toBe(0);
   });
 
-  it('MODIFIED: user removed, role changed and tier changed converge', async () => {
+  it('MODIFIED: user removed, role changed and tier changed converge in one reconcile', async () => {
+    const reconcilesBefore = await settledReconciles();
     const doc = workspaceDoc(id, {
       tier: 'small',
       users: [{ user_id: 'u2', email: `dev-${id}@example.com`, role: 'owner' }],
@@ -132,6 +140,8 @@ describe('workspace lifecycle in Kubernetes', () => {
     });
     await waitForStatus(f, cm, (s) => s.phase === 'Ready');
     expect((await quota(id))?.hard['requests.memory']).toBe('4Gi');
+    // The DELETED events of the two bindings it removed are echoes of its own deletes: no second pass.
+    expect((await settledReconciles()) - reconcilesBefore).toBe(1);
     const before = await settledWrites();
     await f.controller.resyncAll();
     expect(await settledWrites()).toBe(before);

@@ -33,6 +33,23 @@ describe('OwnWrites', () => {
     expect(own.size).toBe(0);
   });
 
+  it('recognises the DELETED event of the incarnation we deleted, not of a recreated one', () => {
+    const own = new OwnWrites(new Set(['ResourceQuota']));
+    const withUid = (uid: string) => quota('20', { metadata: { ...quota('20').metadata, uid } });
+    own.record(quota('19'));
+    own.recordDeleted('ResourceQuota', { namespace: 'flyte-a', name: 'q' }, 'uid-1');
+    expect(own.isDeleteEcho('ResourceQuota', withUid('uid-1'))).toBe(true);
+    expect(own.size).toBe(0); // the write record went with the object
+    // someone recreated it after our delete and deleted it again: not ours
+    own.recordDeleted('ResourceQuota', { namespace: 'flyte-a', name: 'q' }, 'uid-1');
+    expect(own.isDeleteEcho('ResourceQuota', withUid('uid-2'))).toBe(false);
+    expect(own.isDeleteEcho('ResourceQuota', withUid('uid-1'))).toBe(false); // consumed by the event above
+    // a delete never recorded (someone else's) is a change; kinds we do not watch are not recorded
+    expect(own.isDeleteEcho('ResourceQuota', withUid('uid-3'))).toBe(false);
+    own.recordDeleted('Secret', { namespace: 'flyte-a', name: 'q' }, 'uid-4');
+    expect(own.size).toBe(0);
+  });
+
   it('recognises the echoes of several writes of one object, in order', () => {
     const own = new OwnWrites(new Set(['ConfigMap']));
     const cm = (rv: string): KubeObject => ({ ...quota(rv), kind: 'ConfigMap' });
