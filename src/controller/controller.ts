@@ -8,7 +8,7 @@ import { CallStats } from '../adapters/call-stats.js';
 import { HttpKubeApi, type KindName, type KubeObject, MANAGED_KINDS } from '../adapters/kubernetes.js';
 import { type ControllerConfig, STATUS_ANNOTATION, WORKSPACE_ID_LABEL } from '../config/config.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { WorkQueue } from '../queue/workqueue.js';
+import { Priority, WorkQueue } from '../queue/workqueue.js';
 import { ClaimIndex } from '../reconcile/claims.js';
 import { KubeEventRecorder } from '../reconcile/events.js';
 import { RetryableReconcileError, WorkspaceReconciler } from '../reconcile/reconciler.js';
@@ -69,6 +69,8 @@ export class WorkspaceController {
   private sweeper?: OrphanSweeper;
   private readonly phases = new Map<string, string>();
   private stopped = false;
+  /** True until every cache has listed once (see eventPriority). */
+  private replayingInitialList = true;
 
   private constructor(private readonly o: ControllerOptions) {
     const { cfg, kc, log, metrics } = o;
@@ -146,10 +148,11 @@ export class WorkspaceController {
       // Every event reaches onSourceEvent, which filters: an ignored event still consumes an echo.
       predicate: () => true,
       onResync: (objs) => {
-        for (const obj of objs) this.queue.add(keyOf(obj));
+        for (const obj of objs) this.queue.add(keyOf(obj), Priority.Low);
       },
     });
     await Promise.all([this.managed.start(), this.sources.start()]);
+    this.replayingInitialList = false;
     this.queue.resume();
     this.sweeper = new OrphanSweeper({
       cfg,
@@ -214,7 +217,7 @@ export class WorkspaceController {
     if (type === 'MODIFIED') this.notify(key, { kind: 'ConfigMap', obj, matters: true });
     else {
       if (type === 'DELETED') this.ownWrites.forget('ConfigMap', obj);
-      this.queue.add(key);
+      this.queue.add(key, this.eventPriority());
     }
   }
 
@@ -226,7 +229,15 @@ export class WorkspaceController {
   private notify(key: string, event: HeldEvent): void {
     const held = this.inFlight.get(key);
     if (held) held.push(event);
-    else if (this.needsReconcile(event)) this.queue.add(key);
+    else if (this.needsReconcile(event)) this.queue.add(key, this.eventPriority());
+  }
+
+  /**
+   * Events of the initial list are what a (re)start replays, not changes: Low, like resyncs, so changes
+   * made meanwhile go first (controller-runtime's priority queue does the same).
+   */
+  private eventPriority(): number {
+    return this.replayingInitialList ? Priority.Low : Priority.Normal;
   }
 
   private needsReconcile(e: HeldEvent): boolean {
@@ -240,7 +251,7 @@ export class WorkspaceController {
     // Every event is judged (each one consumes its echo record), even once one of them has queued the key.
     let needed = false;
     for (const e of held ?? []) needed = this.needsReconcile(e) || needed;
-    if (needed) this.queue.add(key);
+    if (needed) this.queue.add(key, this.eventPriority());
   }
 
   private onManagedEvent(
@@ -277,7 +288,7 @@ export class WorkspaceController {
 
   /** Re-enqueues every workspace (what the periodic resync does). */
   async resyncAll(): Promise<void> {
-    for (const obj of this.sources?.list() ?? []) this.queue.add(keyOf(obj));
+    for (const obj of this.sources?.list() ?? []) this.queue.add(keyOf(obj), Priority.Low);
   }
 
   /** Resolves when nothing is queued, delayed for less than `withinMs`, or running. For tests and benchmarks. */

@@ -8,12 +8,20 @@
 //   queued     keys with a closure waiting in p-queue. Invariant: queued ⊆ dirty, queued ∩ processing = ∅,
 //              so there is at most one pending closure per key.
 //
+// Priorities (controller-runtime's priority queue): keys waiting to run are taken highest priority first,
+// FIFO within a priority. Periodic resyncs and the initial list add at Priority.Low, so a change someone
+// just made is not queued behind thousands of keys that only need re-checking. Adding a waiting key at a
+// higher priority raises it; a lower one never lowers it.
+//
 // Rate limiting = max(per-key exponential backoff, overall token bucket), like client-go's
 // DefaultTypedControllerRateLimiter (5 ms…1000 s per item, 10 qps / burst 100 overall), with jitter added
 // to the per-key part so keys that failed together do not retry together.
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics/metrics.js';
+
+/** controller-runtime's values: handler events at 0, the initial list and resyncs at LowPriority (-100). */
+export const Priority = { Normal: 0, Low: -100 } as const;
 
 /** What a processing function returns: nothing (done) or a request to run the key again later. */
 // biome-ignore lint/suspicious/noConfusingVoidType: lets `async (key) => { … }` (Promise<void>) be a processor.
@@ -57,7 +65,8 @@ interface Timer {
 
 export class WorkQueue {
   private readonly pq: PQueue;
-  private readonly dirty = new Set<string>();
+  /** Keys that need a (re)run → the highest priority they were added with. */
+  private readonly dirty = new Map<string, number>();
   private readonly processing = new Map<string, number>(); // key → start time (performance.now())
   private readonly queued = new Set<string>();
   private readonly addedAt = new Map<string, number>();
@@ -95,14 +104,24 @@ export class WorkQueue {
     }
   }
 
-  /** Marks `key` as needing processing. Coalesces with a pending run; a running key runs once more after. */
-  add(key: string): void {
-    if (this.shuttingDown || this.dirty.has(key)) return;
-    this.dirty.add(key);
+  /**
+   * Marks `key` as needing processing. Coalesces with a pending run (raising its priority if this one is
+   * higher); a running key runs once more after.
+   */
+  add(key: string, priority: number = Priority.Normal): void {
+    if (this.shuttingDown) return;
+    const pending = this.dirty.get(key);
+    if (pending !== undefined) {
+      if (priority <= pending) return;
+      this.dirty.set(key, priority);
+      if (this.queued.has(key)) this.pq.setPriority(key, priority);
+      return;
+    }
+    this.dirty.set(key, priority);
     this.addedAt.set(key, performance.now());
     if (this.labels) this.opts.metrics?.workqueueAdds.inc(this.labels);
     if (this.processing.has(key)) return; // re-run by finish()
-    this.enqueue(key);
+    this.enqueue(key, priority);
   }
 
   /** Adds `key` after `ms`. If a timer for the key is already pending, the earlier of the two wins. */
@@ -239,18 +258,18 @@ export class WorkQueue {
       clearTimeout(timer);
     }
     for (const k of this.processing.keys()) abandoned.add(k);
-    for (const k of this.dirty) abandoned.add(k);
+    for (const k of this.dirty.keys()) abandoned.add(k);
     this.dirty.clear();
     if (this.metricsTimer) clearInterval(this.metricsTimer);
     this.updateUnfinishedWork();
     return [...abandoned];
   }
 
-  private enqueue(key: string): void {
+  private enqueue(key: string, priority: number): void {
     this.queued.add(key);
     this.setDepth();
     this.pq
-      .add(() => this.run(key))
+      .add(() => this.run(key), { priority, id: key })
       .catch(() => {
         // AbortError from pq.clear() during shutDown; run() itself never rejects.
       });
@@ -302,7 +321,8 @@ export class WorkQueue {
       }
       return;
     }
-    if (this.dirty.has(key)) this.enqueue(key);
+    const again = this.dirty.get(key);
+    if (again !== undefined) this.enqueue(key, again);
   }
 
   private setDepth(): void {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { type Result, WorkQueue, type WorkQueueOptions } from '../../src/queue/workqueue.js';
+import { Priority, type Result, WorkQueue, type WorkQueueOptions } from '../../src/queue/workqueue.js';
 
 function deferred<T = void>() {
   let resolve!: (v: T) => void;
@@ -42,6 +42,51 @@ async function metricValue(m: Metrics, name: string, labels: Record<string, stri
 }
 
 describe('WorkQueue', () => {
+  it('runs waiting keys highest priority first, FIFO within a priority; a Normal add raises a Low key', async () => {
+    const order: string[] = [];
+    const q = queue(
+      async (key) => {
+        order.push(key);
+      },
+      { concurrency: 1 },
+    );
+    q.pause(); // everything waits, as during the initial list
+    for (let i = 0; i < 5; i++) q.add(`resync-${i}`, Priority.Low);
+    q.add('change-a');
+    q.add('resync-3'); // an event for a key that was only waiting for its resync
+    q.add('change-b', Priority.Normal);
+    q.add('change-a', Priority.Low); // a lower priority never lowers a waiting key
+    q.resume();
+    await until(() => order.length === 7);
+    expect(order).toEqual(['change-a', 'resync-3', 'change-b', 'resync-0', 'resync-1', 'resync-2', 'resync-4']);
+    await q.shutDown();
+  });
+
+  it('a key re-added while running runs again with the highest priority it was re-added with', async () => {
+    const order: string[] = [];
+    const release = deferred();
+    const started = deferred();
+    const q = queue(
+      async (key) => {
+        order.push(key);
+        if (order.length === 1) {
+          started.resolve();
+          await release.promise;
+        }
+      },
+      { concurrency: 1 },
+    );
+    q.add('a', Priority.Low);
+    await started.promise;
+    for (let i = 0; i < 3; i++) q.add(`low-${i}`, Priority.Low);
+    q.add('a', Priority.Low);
+    q.add('a'); // a change arrived while a ran: its rerun goes before the waiting Low keys
+    release.resolve();
+    await until(() => order.length === 5);
+    expect(order).toEqual(['a', 'a', 'low-0', 'low-1', 'low-2']);
+    await q.shutDown();
+  });
+
   it('coalesces adds: 10 adds + adds during processing → exactly 2 runs, never concurrent', async () => {
     let running = 0;
     let maxRunning = 0;
