@@ -100,6 +100,11 @@ export interface ControllerConfig {
      */
     requestsPerSecond: number;
     requestBurst: number;
+    /**
+     * How often each converged role is re-read to find drift made directly in IAM. Stretched when the
+     * workspaces' drift checks would take more than half the request budget (see iamDriftCheckIntervalMs).
+     */
+    driftCheckIntervalSeconds: number;
     maxAttempts: number;
     orphanSweep: { enabled: boolean; dryRun: boolean };
   };
@@ -192,6 +197,7 @@ export function defaultConfig(): ControllerConfig {
       maxConcurrentCalls: 4,
       requestsPerSecond: 5,
       requestBurst: 10,
+      driftCheckIntervalSeconds: 3600,
       maxAttempts: 5,
       orphanSweep: { enabled: false, dryRun: true },
     },
@@ -392,6 +398,7 @@ export function validateConfig(cfg: ControllerConfig): void {
     ['flyte.maxConcurrentCalls', cfg.flyte.maxConcurrentCalls],
     ['aws.maxConcurrentCalls', cfg.aws.maxConcurrentCalls],
     ['aws.requestsPerSecond', cfg.aws.requestsPerSecond],
+    ['aws.driftCheckIntervalSeconds', cfg.aws.driftCheckIntervalSeconds],
     ['limits.maxUsers', cfg.limits.maxUsers],
   ];
   need(Number.isFinite(cfg.aws.requestBurst) && cfg.aws.requestBurst >= 1, 'aws.requestBurst', 'must be ≥ 1');

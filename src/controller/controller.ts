@@ -92,6 +92,8 @@ export class WorkspaceController {
       clients: this.clients,
       sourceExists: (source) => this.sources?.get(source) !== undefined,
       onDrift: (kind) => metrics.driftRepairs.inc({ kind }),
+      workspaceCount: () => this.claims.workspaceCount(),
+      onDriftCheckInterval: (system, seconds) => metrics.driftCheckInterval.set({ system }, seconds),
     });
     const identity = o.identity ?? `${hostname()}_${process.pid}`;
     this.reconciler = new WorkspaceReconciler({

@@ -8,7 +8,7 @@ import type { ControllerConfig } from '../config/config.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { sweepIamOrphans } from '../reconcile/iam-orphans.js';
 import { FlyteStep } from '../reconcile/steps/flyte.js';
-import { IamStep } from '../reconcile/steps/iam.js';
+import { IamStep, iamDriftCheckIntervalMs } from '../reconcile/steps/iam.js';
 import { KubernetesStep, type ManagedObjectCache } from '../reconcile/steps/kubernetes.js';
 import type { WorkspaceStep } from '../reconcile/types.js';
 
@@ -46,6 +46,10 @@ export interface StepDeps {
   clients: ExternalClients;
   sourceExists: (source: string) => boolean;
   onDrift: (kind: string) => void;
+  /** Workspaces the controller manages (sizes the IAM drift-check interval to the request budget). */
+  workspaceCount?: () => number;
+  /** Told the IAM drift-check interval in use, in seconds (a gauge). */
+  onDriftCheckInterval?: (system: 'iam', seconds: number) => void;
 }
 
 /** Steps in creation order: Kubernetes → IAM → Flyte (teardown runs in reverse). */
@@ -57,7 +61,11 @@ export function buildSteps(cfg: ControllerConfig, d: StepDeps): WorkspaceStep[] 
     steps.push(
       new IamStep({
         api: d.clients.iam,
-        verifyTtlMs: cfg.reconcile.resyncPeriodSeconds * 900,
+        verifyTtlMs: () => {
+          const ms = iamDriftCheckIntervalMs(cfg, d.workspaceCount?.() ?? 0);
+          d.onDriftCheckInterval?.('iam', ms / 1000);
+          return ms;
+        },
         onDrift: (aspect) => d.onDrift(`iam-${aspect}`),
       }),
     );

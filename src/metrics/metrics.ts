@@ -140,6 +140,12 @@ export class Metrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly driftCheckInterval = new Gauge({
+    name: 'flyte_workspace_drift_check_interval_seconds',
+    help: 'How often each converged workspace is re-read in an external system to find drift (IAM: stretched to the request budget)',
+    labelNames: ['system'] as const,
+    registers: [this.registry],
+  });
   readonly watchRestarts = new Counter({
     name: 'flyte_workspace_watch_restarts_total',
     help: 'Watch restarts by resource and reason (expired, error, stalled, timeout)',

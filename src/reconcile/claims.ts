@@ -65,6 +65,11 @@ export class ClaimIndex {
     return [...this.byWorkspace.keys()];
   }
 
+  /** How many workspaces are claimed (without building the list). */
+  workspaceCount(): number {
+    return this.byWorkspace.size;
+  }
+
   workspaceOf(key: string): string | undefined {
     return this.byKey.get(key);
   }

@@ -249,16 +249,16 @@ describe('IamStep.ensure', () => {
     expect(proxy.writeCounts()).toEqual({});
   });
 
-  it('re-verifies after the TTL: drift made in between is found then (and on a rerun at once)', async () => {
-    const env = makeEnv({ reconcile: { resyncPeriodSeconds: 600 } });
+  it('re-verifies after aws.driftCheckIntervalSeconds: drift made in between is found then', async () => {
+    const env = makeEnv({ aws: { driftCheckIntervalSeconds: 600 } });
     await created(env);
     await raw.send(new UntagRoleCommand({ RoleName: env.roleName, TagKeys: ['data-bucket'] }));
 
-    env.clock.t += 500_000; // < 90% of 600 s: still verified
+    env.clock.t += 599_000; // within the interval: still verified
     expect((await env.step.ensure(env.ctx())).writes).toBe(0);
     expect(proxy.total()).toBe(0);
 
-    env.clock.t += 100_000; // 600 s after verification: read again
+    env.clock.t += 1_000; // 600 s after verification: read again
     const outcome = await env.step.ensure(env.ctx());
     expect(outcome.writes).toBe(1);
     expect(proxy.writeCounts()).toEqual({ TagRole: 1 });

@@ -13,6 +13,11 @@ import {
 } from '../../src/desired/iam.js';
 import { type PolicyStatement, policiesEqual } from '../../src/desired/iam-policy.js';
 import { workspaceNames } from '../../src/desired/names.js';
+import {
+  IAM_DRIFT_CHECK_BUDGET_SHARE,
+  IAM_READS_PER_DRIFT_CHECK,
+  iamDriftCheckIntervalMs,
+} from '../../src/reconcile/steps/iam.js';
 
 const ISSUER = 'oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE';
 
@@ -193,5 +198,24 @@ describe('roleOwnership', () => {
     expect(roleOwnership({ 'managed-by': 'terraform', 'workspace-id': 'ws1' }, cfg, 'ws1')).toBe('foreign');
     expect(roleOwnership({ 'managed-by': 'flyte-workspace-controller' }, cfg, 'ws1')).toBe('foreign');
     expect(roleOwnership({}, cfg, 'ws1')).toBe('foreign');
+  });
+});
+
+describe('iamDriftCheckIntervalMs', () => {
+  const cfg = (aws: Record<string, unknown>) => mergeConfig(defaultConfig(), { aws });
+
+  it('is the configured interval while the drift checks fit in half the request budget', () => {
+    // 1,000 workspaces × 3 reads / (5/s × 0.5) = 1,200 s < 3,600 s
+    expect(iamDriftCheckIntervalMs(cfg({}), 1000)).toBe(3_600_000);
+    expect(iamDriftCheckIntervalMs(cfg({ driftCheckIntervalSeconds: 900 }), 0)).toBe(900_000);
+  });
+
+  it('stretches so that checking every workspace takes at most half the budget', () => {
+    expect(iamDriftCheckIntervalMs(cfg({}), 5000)).toBe(6_000_000);
+    expect(iamDriftCheckIntervalMs(cfg({ requestsPerSecond: 20 }), 5000)).toBe(3_600_000);
+    const n = 20_000;
+    const ms = iamDriftCheckIntervalMs(cfg({ requestsPerSecond: 10 }), n);
+    const readsPerSecond = (n * IAM_READS_PER_DRIFT_CHECK) / (ms / 1000);
+    expect(readsPerSecond).toBeCloseTo(10 * IAM_DRIFT_CHECK_BUDGET_SHARE, 6);
   });
 });

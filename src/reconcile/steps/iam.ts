@@ -10,13 +10,16 @@
 // semantically and written only when it differs, so a converged role costs zero writes. On top of that a
 // per-workspace "verified" entry (desired-state hash + the ARN IAM returned + when it was last read)
 // lets reconciles that do not change the IAM-relevant part of the spec skip IAM entirely until the entry
-// is older than the verification TTL. The default TTL is 90% of the resync period, so every periodic
-// resync re-reads IAM (drift found within one resync period) while event-driven reconciles in between
-// (user list edits, Kubernetes drift) cost no IAM calls. A rerun (ctx.force), a plan (ctx.dryRun), any
-// failure and any change of the desired state bypass or drop the entry. The entry lives in memory only:
-// after a restart the first reconcile of each workspace reads IAM again (reads only, when converged).
+// is older than the drift-check interval (aws.driftCheckIntervalSeconds, stretched so that drift checks of
+// all workspaces take at most half the IAM request budget: at thousands of workspaces re-reading every
+// role each resync would take the whole budget and stall every other IAM call). Reconciles in between
+// (user list edits, Kubernetes drift, resyncs) cost no IAM calls. A rerun (ctx.force), a plan
+// (ctx.dryRun), any failure and any change of the desired state bypass or drop the entry. The entry lives
+// in memory only: after a restart the first reconcile of each workspace reads IAM again (reads only, when
+// converged).
 import type { IamApi, IamRole } from '../../adapters/iam.js';
 import { isNoSuchEntity } from '../../adapters/iam.js';
+import type { ControllerConfig } from '../../config/config.js';
 import {
   type DesiredIamRole,
   desiredIamRole,
@@ -38,12 +41,28 @@ import {
   type WorkspaceStep,
 } from '../types.js';
 
+/** IAM reads one drift check of a converged role costs: GetRole, ListRolePolicies, GetRolePolicy. */
+export const IAM_READS_PER_DRIFT_CHECK = 3;
+/** Share of the IAM request budget that drift checks may take; the rest stays for changes. */
+export const IAM_DRIFT_CHECK_BUDGET_SHARE = 0.5;
+
+/**
+ * How long a verified role is trusted before it is read again: the configured interval, or longer when
+ * `workspaces` drift checks in that interval would take more than IAM_DRIFT_CHECK_BUDGET_SHARE of
+ * aws.requestsPerSecond (5,000 workspaces at 5/s: 6,000 s).
+ */
+export function iamDriftCheckIntervalMs(cfg: ControllerConfig, workspaces: number): number {
+  const budgetSeconds =
+    (workspaces * IAM_READS_PER_DRIFT_CHECK) / (cfg.aws.requestsPerSecond * IAM_DRIFT_CHECK_BUDGET_SHARE);
+  return Math.ceil(Math.max(cfg.aws.driftCheckIntervalSeconds, budgetSeconds) * 1000);
+}
+
 export interface IamStepOptions {
   api: IamApi;
   /** Trust strategy; default from cfg.aws.trustStrategy. */
   strategy?: TrustPolicyStrategy;
-  /** How long a verified workspace is trusted without reading IAM. Default 90% of the resync period. */
-  verifyTtlMs?: number;
+  /** How long a verified workspace is trusted without reading IAM (ms). Default: aws.driftCheckIntervalSeconds. */
+  verifyTtlMs?: number | (() => number);
   now?: () => number;
   /**
    * Called per repaired aspect (trust-policy, inline-policy, tags, permissions-boundary, role-settings)
@@ -87,7 +106,8 @@ export class IamStep implements WorkspaceStep {
       return errorOutcome(new StepError('InvalidIamConfig', (err as Error).message, false));
     }
     const hash = desiredRoleHash(desired);
-    const ttl = this.opts.verifyTtlMs ?? cfg.reconcile.resyncPeriodSeconds * 900;
+    const ttlOption = this.opts.verifyTtlMs;
+    const ttl = typeof ttlOption === 'function' ? ttlOption() : (ttlOption ?? cfg.aws.driftCheckIntervalSeconds * 1000);
     const cached = this.verified.get(ctx.workspaceId);
     if (!ctx.force && !ctx.dryRun && cached && cached.hash === hash && this.now() - cached.verifiedAt < ttl) {
       ctx.outputs.roleArn = cached.arn;
