@@ -80,6 +80,8 @@ export interface ControllerConfig {
     maxAttempts: number;
     /** Ask FlyteAdmin for its domains (GetDomains) instead of using `domains`. */
     discoverDomains: boolean;
+    /** How often each converged project and its attributes are re-read to find drift made in FlyteAdmin. */
+    driftCheckIntervalSeconds: number;
   };
   aws: {
     enabled: boolean;
@@ -184,6 +186,7 @@ export function defaultConfig(): ControllerConfig {
       maxConcurrentCalls: 8,
       maxAttempts: 4,
       discoverDomains: true,
+      driftCheckIntervalSeconds: 1800,
     },
     aws: {
       enabled: true,
@@ -399,6 +402,7 @@ export function validateConfig(cfg: ControllerConfig): void {
     ['aws.maxConcurrentCalls', cfg.aws.maxConcurrentCalls],
     ['aws.requestsPerSecond', cfg.aws.requestsPerSecond],
     ['aws.driftCheckIntervalSeconds', cfg.aws.driftCheckIntervalSeconds],
+    ['flyte.driftCheckIntervalSeconds', cfg.flyte.driftCheckIntervalSeconds],
     ['limits.maxUsers', cfg.limits.maxUsers],
   ];
   need(Number.isFinite(cfg.aws.requestBurst) && cfg.aws.requestBurst >= 1, 'aws.requestBurst', 'must be ≥ 1');

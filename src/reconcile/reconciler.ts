@@ -249,7 +249,7 @@ export class WorkspaceReconciler {
 
     const base = this.baseContext(spec.workspaceId, source, false, force, log);
     const specUnchanged = prev?.observedSpecHash === specHash && prev.phase === 'Ready';
-    const ctx = { ...base, spec, specHash, specUnchanged };
+    const ctx = { ...base, spec, specHash, specUnchanged, previous: prev };
     const outcomes = new Map<StepName, StepOutcome>();
     for (const step of this.d.steps) {
       const outcome = await this.runStep(step.name, () => step.ensure(ctx), log);

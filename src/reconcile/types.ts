@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ControllerConfig } from '../config/config.js';
 import type { WorkspaceNames } from '../desired/names.js';
 import type { WorkspaceSpec } from '../spec/workspace.js';
+import type { WorkspaceStatus } from './status.js';
 
 export type StepName = 'kubernetes' | 'iam' | 'flyte';
 export type SystemName = StepName;
@@ -39,6 +40,26 @@ export interface StepContext extends StepBaseContext {
   specHash: string;
   /** The spec is the one last reconciled successfully: any write now is drift repair. */
   specUnchanged: boolean;
+  /** The status as this reconcile found it (what earlier reconciles, maybe of another process, recorded). */
+  previous?: WorkspaceStatus;
+}
+
+/**
+ * Whether the previous status records `step` as Ready for exactly this desired state (`desiredHash` in
+ * its details). After a restart the steps' in-memory "verified" records are empty; trusting what was
+ * recorded, and re-reading at a random point within one drift-check interval, spreads a restart's
+ * re-reads of thousands of workspaces over that interval instead of spending the whole request budget
+ * at once. A rerun (force) or a plan always reads.
+ */
+export function recordedAsConverged(ctx: StepContext, step: StepName, desiredHash: string): boolean {
+  if (ctx.force || ctx.dryRun) return false;
+  const s = ctx.previous?.steps[step];
+  return s?.state === 'Ready' && s.details?.desiredHash === desiredHash;
+}
+
+/** A verification time that makes the next check fall uniformly within the next `intervalMs`. */
+export function spreadVerifiedAt(now: number, intervalMs: number, random: () => number = Math.random): number {
+  return now - random() * intervalMs;
 }
 
 export interface StepOutputs {

@@ -185,7 +185,7 @@ describe('IamStep.ensure', () => {
     expect(role?.Path).toBe(env.cfg.aws.rolePath);
     expect(role?.Arn).toBe(`arn:aws:iam::123456789012:role${env.cfg.aws.rolePath}${env.roleName}`);
     expect(ctx.outputs.roleArn).toBe(role?.Arn);
-    expect(outcome.details).toEqual({ roleName: env.roleName, roleArn: role?.Arn });
+    expect(outcome.details).toEqual({ roleName: env.roleName, roleArn: role?.Arn, desiredHash: expect.any(String) });
     expect(role?.MaxSessionDuration).toBe(3600);
     expect(role?.Description).toContain(env.id);
     expect(tagsOf(role)).toEqual({

@@ -6,8 +6,10 @@
 // Caching: a per-workspace "converged" record keyed by a hash of the whole desired Flyte state. While the
 // hash is unchanged and the record is younger than `verifiedTtlMs`, ensure() makes no FlyteAdmin call at
 // all; ctx.force, dry runs, a changed hash, an expired record, any error and teardown bypass or drop it,
-// so drift made directly in FlyteAdmin is repaired within verifiedTtlMs (default 5 min, below the
-// default 10 min resync, so every periodic resync verifies live state with reads only).
+// so drift made directly in FlyteAdmin is repaired within verifiedTtlMs (default
+// flyte.driftCheckIntervalSeconds, 30 min: re-reading 7 things per workspace on every 10-minute resync
+// would be ~60 reads/s against FlyteAdmin at 5,000 workspaces). After a restart, a status recording
+// this desired state as Ready is trusted and re-read within one interval (recordedAsConverged).
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { FlyteAdminApi } from '../../adapters/flyteadmin.js';
 import type { ControllerConfig } from '../../config/config.js';
@@ -29,17 +31,19 @@ import type { MatchingAttributes } from '../../gen/flyteidl/admin/matchable_reso
 import { InactiveProjectSchema, type Project, Project_ProjectState } from '../../gen/flyteidl/admin/project_pb.js';
 import {
   type PlannedChange,
+  recordedAsConverged,
   type StepBaseContext,
   type StepContext,
   StepError,
   type StepOutcome,
+  spreadVerifiedAt,
   type WorkspaceStep,
 } from '../types.js';
 
 export interface FlyteStepOptions {
   /** Total time for all FlyteAdmin calls of one ensure/teardown. Default max(30 s, 3 × callTimeoutMs). */
   budgetMs?: number;
-  /** How long a verified, unchanged workspace is trusted without reading FlyteAdmin. Default 5 min; 0 = never. */
+  /** How long a verified, unchanged workspace is trusted without reading FlyteAdmin. Default flyte.driftCheckIntervalSeconds; 0 = never. */
   verifiedTtlMs?: number;
   /** How long the GetDomains answer is reused. Default 10 min. */
   domainsTtlMs?: number;
@@ -88,15 +92,28 @@ export class FlyteStep implements WorkspaceStep {
       const hash = flyteStateHash(desired);
       // The same details on the cached path as on a full verification: they end up in the status, and a
       // difference would rewrite the status on every switch between the two paths.
+      // desiredHash lets a restarted controller trust this record (recordedAsConverged).
       const details = {
         projectId: id,
         consoleUrl: consoleUrl(cfg, id),
         projectState: 'ACTIVE',
         domains: domains.join(','),
+        desiredHash: hash,
       };
 
       const seen = this.converged.get(ctx.workspaceId);
-      if (!ctx.force && !ctx.dryRun && seen?.hash === hash && this.now() - seen.at < this.verifiedTtlMs()) {
+      const ttl = this.verifiedTtlMs(cfg);
+      if (!seen && ttl > 0 && recordedAsConverged(ctx, 'flyte', hash)) {
+        this.converged.set(ctx.workspaceId, { hash, at: spreadVerifiedAt(this.now(), ttl) });
+        return {
+          state: 'Ready',
+          reason: 'UpToDate',
+          message: 'Flyte project as recorded in status',
+          writes: 0,
+          details,
+        };
+      }
+      if (!ctx.force && !ctx.dryRun && seen?.hash === hash && this.now() - seen.at < ttl) {
         return {
           state: 'Ready',
           reason: 'UpToDate',
@@ -322,8 +339,8 @@ export class FlyteStep implements WorkspaceStep {
     return this.opts.budgetMs ?? Math.max(30_000, 3 * cfg.flyte.callTimeoutMs);
   }
 
-  private verifiedTtlMs(): number {
-    return this.opts.verifiedTtlMs ?? 300_000;
+  private verifiedTtlMs(cfg: ControllerConfig): number {
+    return this.opts.verifiedTtlMs ?? cfg.flyte.driftCheckIntervalSeconds * 1000;
   }
 
   private now(): number {

@@ -34,10 +34,12 @@ import { policiesEqual } from '../../desired/iam-policy.js';
 import {
   errorOutcome,
   type PlannedChange,
+  recordedAsConverged,
   type StepBaseContext,
   type StepContext,
   StepError,
   type StepOutcome,
+  spreadVerifiedAt,
   type WorkspaceStep,
 } from '../types.js';
 
@@ -111,13 +113,24 @@ export class IamStep implements WorkspaceStep {
     const cached = this.verified.get(ctx.workspaceId);
     if (!ctx.force && !ctx.dryRun && cached && cached.hash === hash && this.now() - cached.verifiedAt < ttl) {
       ctx.outputs.roleArn = cached.arn;
-      return this.ready(desired.name, cached.arn, 0, 'in sync (verified recently)');
+      return this.ready(desired.name, cached.arn, hash, 0, 'in sync (verified recently)');
+    }
+    const recordedArn = ctx.previous?.steps.iam?.details?.roleArn;
+    if (!cached && recordedArn && recordedAsConverged(ctx, 'iam', hash)) {
+      this.verified.set(ctx.workspaceId, {
+        hash,
+        arn: recordedArn,
+        roleName: desired.name,
+        verifiedAt: spreadVerifiedAt(this.now(), ttl),
+      });
+      ctx.outputs.roleArn = recordedArn;
+      return this.ready(desired.name, recordedArn, hash, 0, 'in sync (as recorded in status)');
     }
     this.verified.delete(ctx.workspaceId);
 
     const progress = { writes: 0 };
     try {
-      const outcome = await this.converge(ctx, desired, progress);
+      const outcome = await this.converge(ctx, desired, hash, progress);
       if (outcome.state === 'Ready' && !ctx.dryRun && outcome.details?.roleArn) {
         this.verified.set(ctx.workspaceId, {
           hash,
@@ -136,6 +149,7 @@ export class IamStep implements WorkspaceStep {
   private async converge(
     ctx: StepContext,
     desired: DesiredIamRole,
+    hash: string,
     progress: { writes: number },
   ): Promise<StepOutcome> {
     const { api } = this.opts;
@@ -153,6 +167,7 @@ export class IamStep implements WorkspaceStep {
         return this.ready(
           desired.name,
           desired.arn,
+          hash,
           0,
           `would create the role and ${policyNames.length} inline policy`,
         );
@@ -175,7 +190,7 @@ export class IamStep implements WorkspaceStep {
       }
       ctx.log.info({ role: desired.name, arn: created.arn }, 'created IAM role');
       ctx.outputs.roleArn = created.arn;
-      return this.ready(desired.name, created.arn, progress.writes, 'created the role');
+      return this.ready(desired.name, created.arn, hash, progress.writes, 'created the role');
     }
 
     const ownership = roleOwnership(live.tags, ctx.cfg, ctx.workspaceId);
@@ -275,7 +290,7 @@ export class IamStep implements WorkspaceStep {
         : ctx.dryRun && planned > 0
           ? `would apply ${planned} change(s)`
           : 'in sync';
-    return this.ready(desired.name, live.arn, progress.writes, message);
+    return this.ready(desired.name, live.arn, hash, progress.writes, message);
   }
 
   async teardown(ctx: StepBaseContext): Promise<StepOutcome> {
@@ -323,13 +338,14 @@ export class IamStep implements WorkspaceStep {
     };
   }
 
-  private ready(roleName: string, roleArn: string, writes: number, message: string): StepOutcome {
+  private ready(roleName: string, roleArn: string, desiredHash: string, writes: number, message: string): StepOutcome {
     return {
       state: 'Ready',
       reason: writes > 0 ? 'Applied' : 'Synced',
       message,
       writes,
-      details: { roleName, roleArn },
+      // desiredHash lets a restarted controller trust this record (recordedAsConverged).
+      details: { roleName, roleArn, desiredHash },
     };
   }
 }

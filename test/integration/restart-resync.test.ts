@@ -1,0 +1,104 @@
+// What a controller restart and a periodic resync cost at scale, and who goes first.
+//
+// After a restart the steps' in-memory "verified" records are empty. A status that records a step as
+// Ready for the same desired state is trusted and re-read at a random point within one drift-check
+// interval, so a restart of thousands of converged workspaces costs no IAM or FlyteAdmin calls at once.
+// When re-reads do pile up (a resync after the interval, paced by the IAM request budget), a change made
+// meanwhile goes ahead of them (controller-runtime's priority queue: the initial list and resyncs are
+// Low, events Normal). One worker and a small IAM budget make the order observable.
+import { UntagRoleCommand } from '@aws-sdk/client-iam';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { putWorkspace, statusOf, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
+import { checkProvisioned, type FaultEnv, startFaultEnv, waitConverged } from '../support/faults.js';
+import { uniqueName, waitFor } from '../support/kube.js';
+
+const N = 10;
+const DRIFT_CHECK_S = 2;
+let env: FaultEnv;
+const ids = Array.from({ length: N }, () => uniqueName('wp'));
+
+beforeAll(async () => {
+  env = await startFaultEnv({
+    name: 'prio',
+    iamRequestsPerSecond: 4,
+    config: {
+      reconcile: { concurrency: 1 },
+      // The budget that sizes the drift-check interval is high enough not to stretch it; the client's
+      // actual budget is iamRequestsPerSecond.
+      aws: { driftCheckIntervalSeconds: DRIFT_CHECK_S, requestsPerSecond: 100 },
+      flyte: { driftCheckIntervalSeconds: DRIFT_CHECK_S },
+    },
+  });
+  await Promise.all(ids.map((id) => putWorkspace(env, id, workspaceDoc(id))));
+  await Promise.all(ids.map((id) => waitForStatus(env, id, (s) => s.phase === 'Ready', 90_000)));
+  await env.controller.waitIdle();
+});
+
+afterAll(async () => {
+  await env?.close();
+});
+
+async function reconcilesSinceStart(): Promise<number> {
+  return (await env.metrics.reconcileTotal.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+
+describe('restart and resync', () => {
+  it('a restart trusts the recorded status: no IAM or FlyteAdmin call per workspace, and drift made while down is found within one interval', async () => {
+    await env.stopController();
+    const victim = ids[0] as string;
+    const roleName = (await statusOf(env, victim))?.roleArn?.split('/').at(-1) as string;
+    await env.iamRaw.send(new UntagRoleCommand({ RoleName: roleName, TagKeys: ['data-bucket'] }));
+    env.aws.resetCounts();
+    env.flyte.resetCounters();
+
+    await env.startController();
+    await env.controller.waitIdle();
+    expect(await reconcilesSinceStart()).toBe(N);
+    expect(env.aws.counts()).toEqual({});
+    // One GetDomains for the whole process (the desired state depends on the domains), nothing per workspace.
+    const flyteCalls = Object.entries(env.flyte.calls().byMethod).filter(([, n]) => n > 0);
+    expect(flyteCalls).toEqual([['GetDomains', 1]]);
+
+    // Every record now expires within DRIFT_CHECK_S; the next resync re-reads all and repairs the tag.
+    await new Promise((r) => setTimeout(r, DRIFT_CHECK_S * 1000 + 100));
+    await env.controller.resyncAll();
+    await waitConverged(() => checkProvisioned(env, victim, workspaceDoc(victim)), 60_000, 'tag restored');
+    await env.controller.waitIdle(60_000);
+    expect(env.aws.count('GetRole')).toBe(N);
+    expect(env.aws.writeCounts()).toEqual({ TagRole: 1 });
+    expect((await env.metrics.driftCheckInterval.get()).values).toEqual([
+      expect.objectContaining({ labels: { system: 'iam' }, value: DRIFT_CHECK_S }),
+    ]);
+  });
+
+  it('a change made while a resync re-reads every workspace in IAM is handled ahead of the resync', async () => {
+    await new Promise((r) => setTimeout(r, DRIFT_CHECK_S * 1000 + 100));
+    // The resync queues keys in name order; under FIFO the last name would be handled last.
+    const changed = [...ids].sort().at(-1) as string;
+    const before = (await statusOf(env, changed))?.specHash;
+    const doc = workspaceDoc(changed);
+    (doc.users as unknown[]).push({ user_id: 'u7', email: `late-${changed}@example.com`, role: 'contributor' });
+    const reconcilesBefore = await reconcilesSinceStart();
+
+    await env.controller.resyncAll();
+    await putWorkspace(env, changed, doc);
+    await waitForStatus(env, changed, (s) => s.phase === 'Ready' && s.specHash !== before, 60_000);
+    const doneWhenChangeReady = (await reconcilesSinceStart()) - reconcilesBefore;
+    const getRolesWhenChangeReady = env.aws.count('GetRole');
+
+    // Each reconcile re-reads its role (3 reads at 4/s) and its Flyte project.
+    await waitFor(async () => ((await reconcilesSinceStart()) - reconcilesBefore >= N ? true : undefined), {
+      timeoutMs: 60_000,
+      message: `${N} reconciles after the resync`,
+    });
+    await env.controller.waitIdle();
+    // At most the reconcile already running and the one the worker took before the change's event
+    // arrived were done before it (FIFO would give N).
+    expect(doneWhenChangeReady).toBeLessThanOrEqual(3);
+    expect((await reconcilesSinceStart()) - reconcilesBefore).toBe(N);
+    expect(
+      env.aws.count('GetRole') - getRolesWhenChangeReady,
+      'the resync re-read the roles still queued',
+    ).toBeGreaterThanOrEqual(N - 3);
+  });
+});
