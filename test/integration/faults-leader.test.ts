@@ -35,6 +35,7 @@ const daemons: { d: Daemon; proxy: KubeProxy; name: string }[] = [];
 const holders: { t: number; holder: string }[] = [];
 const writeSamples: { t: number; name: string; writes: number }[] = [];
 let sampler: NodeJS.Timeout | undefined;
+let leaseSampler: NodeJS.Timeout | undefined;
 const totals = {
   leaderKills: 0,
   leaderFreezes: 0,
@@ -49,28 +50,38 @@ beforeAll(async () => {
   dir = tempDir('fwc-leader');
   leaseName = uniqueName('leader-lease');
   const leases = kubeConfigFor('admin', env.conn).makeApiClient(CoordinationV1Api);
-  let sampling = false;
-  sampler = setInterval(async () => {
-    if (sampling) return;
-    sampling = true;
+  // Separate samplers: scraping a frozen (SIGSTOPped) process blocks for its 3 s timeout, and must not
+  // delay the Lease samples that the tenure checks are judged by.
+  let samplingLease = false;
+  leaseSampler = setInterval(async () => {
+    if (samplingLease) return;
+    samplingLease = true;
     try {
       const t = Date.now();
       const lease = await leases.readNamespacedLease({ name: leaseName, namespace: NS }).catch(() => undefined);
       const holder = lease?.spec?.holderIdentity ?? '';
       if (holders.at(-1)?.holder !== holder) holders.push({ t, holder });
-      for (const { d, name } of daemons) {
-        if (!d.alive) continue;
-        const writes = await d.writeCount().catch(() => undefined);
-        if (writes !== undefined) writeSamples.push({ t: Date.now(), name, writes });
-      }
     } finally {
-      sampling = false;
+      samplingLease = false;
+    }
+  }, 100);
+  const samplingWrites = new Set<string>(); // per daemon, so a frozen one delays only its own samples
+  sampler = setInterval(() => {
+    for (const { d, name } of daemons) {
+      if (!d.alive || samplingWrites.has(name)) continue;
+      samplingWrites.add(name);
+      void d
+        .writeCount()
+        .then((writes) => writeSamples.push({ t: Date.now(), name, writes }))
+        .catch(() => undefined)
+        .finally(() => samplingWrites.delete(name));
     }
   }, 100);
 }, 240_000);
 
 afterAll(async () => {
   clearInterval(sampler);
+  clearInterval(leaseSampler);
   report('faults-leader', {
     leaderKills: totals.leaderKills,
     leaderFreezes: totals.leaderFreezes,
