@@ -731,6 +731,13 @@ export interface PassResult {
   };
   churn?: ChurnResult;
   changeCost: Record<string, ApiCost & { p50Ms: number; p99Ms: number }>;
+  /** A new controller process replays N converged workspaces (what a rollout or failover costs). */
+  restart: {
+    secondsFromSpawn: number;
+    cacheSyncSeconds: number;
+    controllerCpuSeconds: number;
+    cost: ApiCost;
+  };
   memoryAtEnd: MemoryReading;
   controllerErrors: string[];
   flyteDouble?: { reads: number; writes: number };
@@ -804,8 +811,8 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       sourceNamespaces: [SRC],
       leaderElection: { enabled: false },
       server: { metricsPort: 0, healthPort: 0, bindAddress: '127.0.0.1' },
-      // Long resync period: the periodic resync is not under test (SIGHUP is), and IAM's verification TTL
-      // is 90% of it; the Flyte step's own TTL (5 min) is not configurable.
+      // Long resync period: the periodic resync is not under test (SIGHUP is). The drift-check intervals
+      // (IAM 1 h, Flyte 30 min by default) are longer than a pass, so the resync measures the no-op path.
       reconcile: { concurrency: opts.concurrency, resyncPeriodSeconds: 3600 },
       tiers: { large: LARGE_TIER },
       flyte: double ? { enabled: true, endpoint: double.url, insecure: true } : { enabled: false },
@@ -957,6 +964,32 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     }
 
     const end = await controller.scrape();
+
+    // ---- 7. restart: a new process replays every converged workspace (rollout, failover)
+    await controller.stop();
+    await settle(env, 15_000);
+    const restarted = ControllerProcess.start(
+      cfgFile,
+      env.cp.kubeconfigPath('controller'),
+      join(ctx.logDir, `controller-${name}-restart.log`),
+      opts.controllerNodeArgs,
+    );
+    cleanups.push(() => restarted.stop());
+    await restarted.whenReady(120_000);
+    const restartZero = parseZero(await restarted.scrape());
+    const restartIdle = await waitQueueIdle(restarted, restartZero, n, 600_000 + n * (external ? 1500 : 50));
+    const restart: PassResult['restart'] = {
+      secondsFromSpawn: round((restartIdle.at - restarted.startedAt) / 1000, 2),
+      cacheSyncSeconds: round((restarted.syncedAt - restarted.startedAt) / 1000, 2),
+      controllerCpuSeconds: round(restartIdle.sum('process_cpu_seconds_total'), 2),
+      cost: costOf(restartZero, restartIdle, n),
+    };
+    say(
+      `restart: queue idle ${restart.secondsFromSpawn} s after spawn, controller CPU ${restart.controllerCpuSeconds} s, ` +
+        `per workspace ${JSON.stringify(restart.cost.perUnit)}`,
+    );
+    await restarted.stop();
+
     const result: PassResult = {
       name,
       n,
@@ -968,6 +1001,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       memoryConverged,
       resync,
       changeCost,
+      restart,
       memoryAtEnd: memoryOf(end, env.controllerPid),
       controllerErrors: controller.errors,
     };

@@ -206,6 +206,16 @@ export function renderMarkdown(r: Report): string {
       );
     }
 
+    if (p.restart) {
+      out.push('', '### Restart', '');
+      out.push(
+        `A new controller process with N converged workspaces: queue idle ${p.restart.secondsFromSpawn} s after spawn ` +
+          `(caches synced after ${p.restart.cacheSyncSeconds} s), controller CPU ${p.restart.controllerCpuSeconds} s; ` +
+          'external requests per workspace in the API cost table (IAM and Flyte state recorded as Ready in status is ' +
+          're-checked within one drift-check interval, not at once).',
+      );
+    }
+
     out.push('', '### No-op resync (SIGHUP)', '');
     out.push(
       `Queue idle ${p.resync.wallSeconds} s after SIGHUP; controller CPU ${p.resync.controllerCpuSeconds} s (GC ${p.resync.controllerGcSeconds} s); writes: ` +
@@ -280,6 +290,7 @@ export function renderMarkdown(r: Report): string {
           costRows('user removed', p.changeCost['remove-user']),
           costRows('tier changed', p.changeCost.tier),
           costRows('churn (mixed)', p.churn?.cost),
+          costRows('restart (new process)', p.restart?.cost),
         ],
       ),
     );
