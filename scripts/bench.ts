@@ -964,6 +964,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     }
 
     const end = await controller.scrape();
+    const memoryAtEnd = memoryOf(end, env.controllerPid); // reads /proc: before the process stops
 
     // ---- 7. restart: a new process replays every converged workspace (rollout, failover)
     await controller.stop();
@@ -1002,7 +1003,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       resync,
       changeCost,
       restart,
-      memoryAtEnd: memoryOf(end, env.controllerPid),
+      memoryAtEnd,
       controllerErrors: controller.errors,
     };
     if (baseline) result.baseline = baseline;
