@@ -289,6 +289,18 @@ async function settle(env: Env, maxMs = 30_000): Promise<void> {
   }
 }
 
+/** GET a kube-apiserver URL as admin (its own endpoints: /metrics, /debug/pprof). */
+async function adminGet(env: Env, url: string, timeoutMs?: number): Promise<Dispatcher.ResponseData> {
+  const ctx = new RequestContext(url, HttpMethod.GET);
+  await env.adminKc.applySecurityAuthentication(ctx);
+  return undiciRequest(url, {
+    method: 'GET',
+    headers: ctx.getHeaders(),
+    dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
+    ...(timeoutMs ? { bodyTimeout: timeoutMs, headersTimeout: timeoutMs } : {}),
+  });
+}
+
 /**
  * A CPU profile of kube-apiserver (its /debug/pprof, as admin), started now and written to `file` when done,
  * to see where the API server spends the CPU that bounds the cold start.
@@ -297,15 +309,7 @@ function profileApiserver(env: Env, seconds: number, file: string): Promise<void
   if (seconds <= 0) return Promise.resolve();
   const url = `${env.cp.server}/debug/pprof/profile?seconds=${seconds}`;
   return (async () => {
-    const ctx = new RequestContext(url, HttpMethod.GET);
-    await env.adminKc.applySecurityAuthentication(ctx);
-    const res = await undiciRequest(url, {
-      method: 'GET',
-      headers: ctx.getHeaders(),
-      dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
-      bodyTimeout: (seconds + 30) * 1000,
-      headersTimeout: (seconds + 30) * 1000,
-    });
+    const res = await adminGet(env, url, (seconds + 30) * 1000);
     const body = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode !== 200) throw new Error(`kube-apiserver profile: HTTP ${res.statusCode}`);
     writeFileSync(file, body);
@@ -318,13 +322,7 @@ function profileApiserver(env: Env, seconds: number, file: string): Promise<void
 /** kube-apiserver's own /metrics, read as admin (request counts by verb and resource, watch events sent). */
 async function apiserverScrape(env: Env): Promise<Scrape> {
   const url = `${env.cp.server}/metrics`;
-  const ctx = new RequestContext(url, HttpMethod.GET);
-  await env.adminKc.applySecurityAuthentication(ctx);
-  const res = await undiciRequest(url, {
-    method: 'GET',
-    headers: ctx.getHeaders(),
-    dispatcher: ctx.getDispatcher() as Dispatcher | undefined,
-  });
+  const res = await adminGet(env, url);
   const text = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`GET /metrics of kube-apiserver: HTTP ${res.statusCode}`);
   return parseProm(text);
