@@ -292,6 +292,24 @@ export function parseMetrics(text: string): Samples {
   return new Samples(all, types);
 }
 
+/**
+ * Scrapes until the work queue is idle: nothing queued, nothing running. A status the test waits for is
+ * written inside the reconcile, before the reconcile's counters move, so reading counters right after
+ * seeing Ready races the end of the reconcile.
+ */
+export async function idleScrape(d: Daemon, controller = 'workspace'): Promise<Samples> {
+  return waitFor(
+    async () => {
+      const s = await d.scrape();
+      const busy =
+        (s.get('workqueue_depth', { name: controller, controller }) ?? 1) +
+        (s.get('controller_runtime_active_workers', { controller }) ?? 1);
+      return busy === 0 ? s : undefined;
+    },
+    { timeoutMs: 20_000, intervalMs: 250, message: `an idle work queue in ${d.name}'s /metrics` },
+  );
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Workspaces and Leases
 

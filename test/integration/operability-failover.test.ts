@@ -9,6 +9,7 @@ import {
   type Daemon,
   type DaemonEnv,
   daemonEnv,
+  idleScrape,
   LEASE,
   LEASE_NAMESPACE,
   leaseHolder,
@@ -97,7 +98,7 @@ describe('two daemons on one Lease', () => {
     const id = uniqueName('opf');
     await putWorkspace(e, id, workspaceDoc(id));
     await waitReady(e, [id]);
-    const led = await leader.scrape();
+    const led = await idleScrape(leader);
     const followed = await follower.scrape();
     expect(
       led.get('controller_runtime_reconcile_total', { controller: CONTROLLER, result: 'success' }),
@@ -135,7 +136,7 @@ describe('two daemons on one Lease', () => {
 
     await waitReady(e, [id], 60_000);
     expect(await status(follower)).toBe(1);
-    const s = await follower.scrape();
+    const s = await idleScrape(follower);
     expect(s.get('controller_runtime_reconcile_total', { controller: CONTROLLER, result: 'success' })).toBeGreaterThan(
       0,
     );
@@ -219,7 +220,7 @@ describe('two daemons on one Lease', () => {
       }
 
       await waitReady(e, ids, 120_000);
-      const s = await follower.scrape();
+      const s = await idleScrape(follower);
       expect(
         s.get('controller_runtime_reconcile_total', { controller: CONTROLLER, result: 'success' }),
       ).toBeGreaterThan(0);

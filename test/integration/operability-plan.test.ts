@@ -16,13 +16,14 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KindName } from '../../src/adapters/kubernetes.js';
 import { roleBindingName } from '../../src/desired/kubernetes.js';
-import { uniqueName, waitFor } from '../support/kube.js';
+import { uniqueName } from '../support/kube.js';
 import {
   AWS_ENV,
   CLI,
   type Daemon,
   type DaemonEnv,
   daemonEnv,
+  idleScrape,
   putWorkspace,
   ROOT,
   startDaemon,
@@ -65,16 +66,7 @@ beforeAll(async () => {
   expect(namespace).toBeTruthy();
   expect(roleName).toBeTruthy();
   // Converged and quiet, then stopped: from here on only the plan could write.
-  await waitFor(
-    async () => {
-      const s = await daemon.scrape();
-      return (s.get('workqueue_depth', { name: 'workspace', controller: 'workspace' }) ?? 1) === 0 &&
-        (s.get('controller_runtime_active_workers', { controller: 'workspace' }) ?? 1) === 0
-        ? true
-        : undefined;
-    },
-    { timeoutMs: 20_000, message: 'an idle daemon' },
-  );
+  await idleScrape(daemon);
   await daemon.stop();
   expect(daemon.exit?.code).toBe(0);
 }, 120_000);

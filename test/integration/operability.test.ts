@@ -8,6 +8,7 @@ import {
   type Daemon,
   type DaemonEnv,
   daemonEnv,
+  idleScrape,
   leaseHolder,
   putWorkspace,
   type Samples,
@@ -36,20 +37,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.cleanup();
 });
-
-/** Scrapes until the queue is idle: nothing queued, nothing running. */
-async function idleScrape(d: Daemon): Promise<Samples> {
-  return waitFor(
-    async () => {
-      const s = await d.scrape();
-      const busy =
-        (s.get('workqueue_depth', Q) ?? 1) +
-        (s.get('controller_runtime_active_workers', { controller: CONTROLLER }) ?? 1);
-      return busy === 0 ? s : undefined;
-    },
-    { timeoutMs: 20_000, intervalMs: 250, message: 'an idle work queue in /metrics' },
-  );
-}
 
 describe('/metrics of a running daemon', () => {
   it('after reconciles (one retried through a FlyteAdmin outage) shows the controller-runtime, workqueue and leader-election series with consistent values, and ours with bounded labels', async () => {
