@@ -167,8 +167,11 @@ describe('workspace lifecycle in Kubernetes', () => {
       timeoutMs: 15_000,
       message: 'quota restored',
     });
+    // Counted once the repairing reconcile ends, which can be just after the restored objects are visible.
+    await f.controller.waitIdle();
     const metrics = await f.metrics.render();
     expect(metrics).toMatch(/flyte_workspace_drift_repairs_total\{kind="RoleBinding"\} [1-9]/);
+    expect(metrics).toMatch(/flyte_workspace_drift_repairs_total\{kind="ResourceQuota"\} [1-9]/);
   });
 
   it('acknowledges the rerun annotation in status', async () => {
