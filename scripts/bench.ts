@@ -57,6 +57,7 @@ import {
 } from './bench/prom.js';
 import { renderMarkdown } from './bench/report.js';
 import { StatusTracker } from './bench/tracker.js';
+import { medianOf, type TrialKind, trialOrder } from './bench/trials.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const SRC = 'bench-src';
@@ -83,6 +84,8 @@ export interface BenchOptions {
   churnSeconds: number;
   skipExternal: boolean;
   skipBaseline: boolean;
+  /** Cold-start rounds (baseline, protocol baseline, controller), each trial on a fresh control plane. */
+  rounds: number;
   changeSamples: number;
   controllerNodeArgs: string[];
   /** Seconds of kube-apiserver CPU profile to take during the baseline and the cold start (0 = none). */
@@ -101,6 +104,7 @@ function options(argv: string[]): BenchOptions {
       'churn-seconds': { type: 'string', default: '30' },
       'skip-external': { type: 'boolean', default: false },
       'skip-baseline': { type: 'boolean', default: false },
+      rounds: { type: 'string', default: '2' },
       'change-samples': { type: 'string', default: '100' },
       'controller-node-args': { type: 'string' },
       'profile-apiserver': { type: 'string', default: '0' },
@@ -118,6 +122,9 @@ function options(argv: string[]): BenchOptions {
   --skip-external     Kubernetes-only pass only (no Flyte double, no moto)
   --external-n M      workspaces in the full pass (default N); its cold start is bound by the IAM request budget
   --skip-baseline     no baseline (cold start reported without a ratio)
+  --rounds R          cold-start rounds in the Kubernetes pass (default 2): each round is a baseline, a
+                      baseline with the controller's protocol requests and a controller cold start, each on
+                      a fresh control plane; rounds alternate their order (ABBA), the ratio is of medians
   --change-samples K  changes of each kind for the per-change API cost (default 100, at most N)
   --controller-node-args="ARGS"  node flags for the controller process instead of the NODE_OPTIONS that
                       manifests/deployment.yaml ships (what runs in production, the default)
@@ -140,6 +147,7 @@ function options(argv: string[]): BenchOptions {
     churnSeconds: int('churn-seconds', values['churn-seconds'], 0),
     skipExternal: values['skip-external'] ?? false,
     skipBaseline: values['skip-baseline'] ?? false,
+    rounds: int('rounds', values.rounds, 1),
     changeSamples: int('change-samples', values['change-samples'], 0),
     profileApiserverSeconds: int('profile-apiserver', values['profile-apiserver'], 0),
     controllerNodeArgs: (values['controller-node-args'] ?? deploymentNodeOptions()).split(/\s+/).filter(Boolean),
@@ -686,6 +694,16 @@ export interface ChurnResult {
   cost: ApiCost;
 }
 
+/** One cold start of N workspaces on a fresh control plane: a baseline loop or the controller. */
+export interface ColdStartTrial {
+  round: number;
+  kind: TrialKind;
+  seconds: number;
+  workspacesPerSecond: number;
+  /** CPU of the processes under test (control plane, client or controller, benchmark) per workspace. */
+  cpuMsPerWorkspace: number;
+}
+
 export interface PassResult {
   name: 'kubernetes' | 'full';
   n: number;
@@ -695,13 +713,18 @@ export interface PassResult {
   baseline?: BaselineResult;
   /** The baseline plus the controller's per-workspace protocol requests (see runBaseline). */
   protocolBaseline?: BaselineResult;
+  /** Every cold-start trial in run order; `baseline`, `protocolBaseline` and `coldStart` are the last round's. */
+  coldStartTrials?: ColdStartTrial[];
   coldStart: {
     secondsFromSpawn: number;
     secondsFromSynced: number;
     cacheSyncSeconds: number;
     workspacesPerSecond: number;
     workspacesPerSecondFromSynced: number;
+    /** Median controller throughput ÷ median baseline throughput over all rounds. */
     ratioToBaseline?: number;
+    /** Lowest and highest ratio of controller to baseline within one round. */
+    ratioRange?: [number, number];
     ratioToBaselineFromSynced?: number;
     halfReadySeconds: number;
     ninetyReadySeconds: number;
@@ -788,14 +811,127 @@ function percentile(sorted: number[], p: number): number {
   return round(sorted[i] as number, 0);
 }
 
+function trialOf(roundIndex: number, kind: TrialKind, n: number, seconds: number, cpu: CpuUsage): ColdStartTrial {
+  return {
+    round: roundIndex,
+    kind,
+    seconds: round(seconds, 2),
+    workspacesPerSecond: round(n / seconds, 1),
+    cpuMsPerWorkspace: round((ourCpu(cpu) / n) * 1000, 1),
+  };
+}
+
+interface ControllerColdStart {
+  controller: ControllerProcess;
+  tracker: StatusTracker;
+  coldStart: PassResult['coldStart'];
+}
+
+/** Starts the controller over the N workspace ConfigMaps of `list` and measures until all are Ready. */
+async function controllerColdStart(
+  env: Env,
+  ctx: PassContext,
+  cfg: ControllerConfig,
+  cfgFile: string,
+  list: WorkspaceState[],
+  logName: string,
+  cleanups: (() => Promise<unknown>)[],
+  profileFile?: string,
+): Promise<ControllerColdStart> {
+  const { opts } = ctx;
+  const external = ctx.name === 'full';
+  const n = list.length;
+  const tracker = new StatusTracker(env.adminKc, SRC);
+  await tracker.start();
+  cleanups.push(() => tracker.stop());
+  tracker.expectAll(new Map(list.map((ws) => [ws.name, hashOf(cfg, ws)])));
+  await settle(env);
+
+  const api0 = await apiserverScrape(env);
+  const cpu0 = env.cpu.snapshot();
+  const controller = ControllerProcess.start(
+    cfgFile,
+    env.cp.kubeconfigPath('controller'),
+    join(ctx.logDir, `${logName}.log`),
+    opts.controllerNodeArgs,
+  );
+  env.controllerPid = controller.child.pid;
+  cleanups.push(() => controller.stop());
+  await controller.whenReady(120_000);
+  const profiled = profileFile ? profileApiserver(env, opts.profileApiserverSeconds, profileFile) : undefined;
+  const base = await controller.scrape(); // counters start at zero; this scrape is only a label template
+  const zero = parseZero(base);
+  const coldTimeout = 120_000 + n * (external ? 1500 : 200);
+  await tracker.waitAllReady(coldTimeout);
+  const tReady = performance.now();
+  const cpuReady = env.cpu.snapshot();
+  const apiReady = await apiserverScrape(env);
+  const idle = await waitQueueIdle(controller, zero, n, 120_000);
+  await profiled;
+  const secondsFromSpawn = (tReady - controller.startedAt) / 1000;
+  const secondsFromSynced = (tReady - controller.syncedAt) / 1000;
+  const readyTimes = [...tracker.readyAt.values()].map((t) => (t - controller.startedAt) / 1000).sort((a, b) => a - b);
+  const coldStart: PassResult['coldStart'] = {
+    secondsFromSpawn: round(secondsFromSpawn, 2),
+    secondsFromSynced: round(secondsFromSynced, 2),
+    cacheSyncSeconds: round((controller.syncedAt - controller.startedAt) / 1000, 2),
+    workspacesPerSecond: round(n / secondsFromSpawn, 1),
+    workspacesPerSecondFromSynced: round(n / secondsFromSynced, 1),
+    halfReadySeconds: round(readyTimes[Math.floor(n / 2)] ?? 0, 2),
+    ninetyReadySeconds: round(readyTimes[Math.floor(n * 0.9)] ?? 0, 2),
+    secondsToIdle: round((idle.at - controller.startedAt) / 1000, 2),
+    controllerCpuSeconds: round(idle.sum('process_cpu_seconds_total'), 2),
+    controllerGcSeconds: round(idle.sum('nodejs_gc_duration_seconds_sum'), 2),
+    cpu: cpuBetween(cpu0, cpuReady),
+    apiserver: apiserverLoad(api0, apiReady),
+    cost: costOf(zero, idle, n),
+  };
+  return { controller, tracker, coldStart };
+}
+
+/**
+ * One cold-start trial on a control plane of its own holding the same N workspace ConfigMaps, torn down
+ * after: no trial runs on a cluster grown by an earlier one (a later trial on a shared cluster ran up to
+ * 2× slower for the same requests).
+ */
+async function isolatedTrial(
+  ctx: PassContext,
+  cfg: ControllerConfig,
+  cfgFile: string,
+  n: number,
+  round: number,
+  kind: TrialKind,
+  profile: boolean,
+): Promise<{ trial: ColdStartTrial; baseline?: BaselineResult }> {
+  say(`round ${round + 1}: ${kind} on a fresh control plane`);
+  const env = await startEnv(ctx.binDir);
+  const cleanups: (() => Promise<unknown>)[] = [() => env.cp.stop()];
+  try {
+    const list = workspaces('bw', n);
+    await createConfigMaps(env, SRC, list);
+    if (kind === 'controller') {
+      const logName = `controller-${ctx.name}-round${round + 1}`;
+      const { coldStart } = await controllerColdStart(env, ctx, cfg, cfgFile, list, logName, cleanups);
+      say(`round ${round + 1}: controller ${n} workspaces in ${coldStart.secondsFromSpawn} s from spawn`);
+      return { trial: trialOf(round, kind, n, coldStart.secondsFromSpawn, coldStart.cpu) };
+    }
+    await settle(env);
+    const file = join(ctx.logDir, `apiserver-baseline-${ctx.name}.pprof`);
+    const seconds = profile ? ctx.opts.profileApiserverSeconds : 0;
+    const b = await runBaseline(env, cfg, n, ctx.opts.concurrency, { seconds, file }, kind === 'protocol');
+    say(`round ${round + 1}: ${kind} ${n} workspaces in ${b.seconds} s (${b.workspacesPerSecond}/s)`);
+    return { trial: trialOf(round, kind, n, b.seconds, b.cpu), baseline: b };
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => say(`cleanup: ${(e as Error).message}`));
+  }
+}
+
 async function runPass(ctx: PassContext): Promise<PassResult> {
   const { opts, name } = ctx;
   const external = name === 'full';
   const n = external ? opts.externalN : opts.n;
   const cleanups: (() => Promise<unknown>)[] = [];
   say(`pass "${name}": N=${n}, concurrency ${opts.concurrency}${external ? ', with FlyteAdmin double and moto' : ''}`);
-  const env = await startEnv(ctx.binDir);
-  cleanups.push(() => env.cp.stop());
   try {
     let double: FlyteAdminDouble | undefined;
     let moto: Moto | undefined;
@@ -822,89 +958,56 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     const cfgFile = join(ctx.logDir, `config-${name}.json`);
     writeFileSync(cfgFile, JSON.stringify(overrides, null, 2));
 
+    // ---- 1. cold start: the trials before the main one, each on a fresh control plane of its own
+    const withBaseline = !external && !opts.skipBaseline;
+    const order = withBaseline ? trialOrder(opts.rounds) : [{ round: 0, kind: 'controller' as const }];
+    const trials: ColdStartTrial[] = [];
+    let baseline: BaselineResult | undefined;
+    let protocolBaseline: BaselineResult | undefined;
+    for (const t of order.slice(0, -1)) {
+      const last = t.round === opts.rounds - 1;
+      const r = await isolatedTrial(ctx, cfg, cfgFile, n, t.round, t.kind, last && t.kind === 'baseline');
+      trials.push(r.trial);
+      if (last && t.kind === 'baseline') baseline = r.baseline;
+      if (last && t.kind === 'protocol') protocolBaseline = r.baseline;
+    }
+
+    // The main controller trial: the pass goes on with this control plane and this controller process.
+    const env = await startEnv(ctx.binDir);
+    cleanups.push(() => env.cp.stop());
     const list = workspaces('bw', n);
     const createConfigMapsSeconds = await createConfigMaps(env, SRC, list);
     say(`created ${n} workspace ConfigMaps in ${createConfigMapsSeconds.toFixed(1)} s`);
-
-    let baseline: BaselineResult | undefined;
-    let protocolBaseline: BaselineResult | undefined;
-    if (!external && !opts.skipBaseline) {
-      await settle(env);
-      baseline = await runBaseline(env, cfg, n, opts.concurrency, {
-        seconds: opts.profileApiserverSeconds,
-        file: join(ctx.logDir, `apiserver-baseline-${name}.pprof`),
-      });
-      say(`baseline: ${n} workspaces in ${baseline.seconds} s (${baseline.workspacesPerSecond}/s)`);
-      await settle(env);
-      protocolBaseline = await runBaseline(env, cfg, n, opts.concurrency, { seconds: 0, file: '' }, true);
-      say(
-        `baseline + protocol requests: ${n} workspaces in ${protocolBaseline.seconds} s (${protocolBaseline.workspacesPerSecond}/s)`,
-      );
-    }
-
-    const tracker = new StatusTracker(env.adminKc, SRC);
-    await tracker.start();
-    cleanups.push(() => tracker.stop());
-    tracker.expectAll(new Map(list.map((ws) => [ws.name, hashOf(cfg, ws)])));
-    await settle(env);
-
-    // ---- 1. cold start
-    const api0 = await apiserverScrape(env);
-    const cpu0 = env.cpu.snapshot();
-    const controller = ControllerProcess.start(
-      cfgFile,
-      env.cp.kubeconfigPath('controller'),
-      join(ctx.logDir, `controller-${name}.log`),
-      opts.controllerNodeArgs,
-    );
-    env.controllerPid = controller.child.pid;
-    cleanups.push(() => controller.stop());
-    await controller.whenReady(120_000);
-    const profiled = profileApiserver(
+    const { controller, tracker, coldStart } = await controllerColdStart(
       env,
-      opts.profileApiserverSeconds,
+      ctx,
+      cfg,
+      cfgFile,
+      list,
+      `controller-${name}`,
+      cleanups,
       join(ctx.logDir, `apiserver-controller-${name}.pprof`),
     );
-    const base = await controller.scrape(); // counters start at zero; this scrape is only a label template
-    const zero = parseZero(base);
-    const coldTimeout = 120_000 + n * (external ? 1500 : 200);
-    await tracker.waitAllReady(coldTimeout);
-    const tReady = performance.now();
-    const cpuReady = env.cpu.snapshot();
-    const apiReady = await apiserverScrape(env);
-    const idle = await waitQueueIdle(controller, zero, n, 120_000);
-    await profiled;
-    const secondsFromSpawn = (tReady - controller.startedAt) / 1000;
-    const secondsFromSynced = (tReady - controller.syncedAt) / 1000;
-    const readyTimes = [...tracker.readyAt.values()]
-      .map((t) => (t - controller.startedAt) / 1000)
-      .sort((a, b) => a - b);
-    const coldStart: PassResult['coldStart'] = {
-      secondsFromSpawn: round(secondsFromSpawn, 2),
-      secondsFromSynced: round(secondsFromSynced, 2),
-      cacheSyncSeconds: round((controller.syncedAt - controller.startedAt) / 1000, 2),
-      workspacesPerSecond: round(n / secondsFromSpawn, 1),
-      workspacesPerSecondFromSynced: round(n / secondsFromSynced, 1),
-      halfReadySeconds: round(readyTimes[Math.floor(n / 2)] ?? 0, 2),
-      ninetyReadySeconds: round(readyTimes[Math.floor(n * 0.9)] ?? 0, 2),
-      secondsToIdle: round((idle.at - controller.startedAt) / 1000, 2),
-      controllerCpuSeconds: round(idle.sum('process_cpu_seconds_total'), 2),
-      controllerGcSeconds: round(idle.sum('nodejs_gc_duration_seconds_sum'), 2),
-      cpu: cpuBetween(cpu0, cpuReady),
-      apiserver: apiserverLoad(api0, apiReady),
-      cost: costOf(zero, idle, n),
-    };
+    trials.push(trialOf(order.at(-1)?.round ?? 0, 'controller', n, coldStart.secondsFromSpawn, coldStart.cpu));
     if (baseline) {
-      coldStart.ratioToBaseline = round(coldStart.workspacesPerSecond / baseline.workspacesPerSecond, 2);
-      coldStart.cpuCostRatioToBaseline = round(ourCpu(baseline.cpu) / ourCpu(coldStart.cpu), 2);
-      coldStart.ratioToBaselineFromSynced = round(
-        coldStart.workspacesPerSecondFromSynced / baseline.workspacesPerSecond,
+      const median = (kind: TrialKind, of: (t: ColdStartTrial) => number) =>
+        medianOf(trials.filter((t) => t.kind === kind).map(of));
+      const baselineRate = median('baseline', (t) => t.workspacesPerSecond);
+      coldStart.ratioToBaseline = round(median('controller', (t) => t.workspacesPerSecond) / baselineRate, 2);
+      coldStart.ratioToBaselineFromSynced = round(coldStart.workspacesPerSecondFromSynced / baselineRate, 2);
+      coldStart.cpuCostRatioToBaseline = round(
+        median('baseline', (t) => t.cpuMsPerWorkspace) / median('controller', (t) => t.cpuMsPerWorkspace),
         2,
       );
+      const perRound = [...new Set(trials.map((t) => t.round))].map((r) => {
+        const of = (kind: TrialKind) => trials.find((t) => t.round === r && t.kind === kind)?.workspacesPerSecond ?? 0;
+        return of('controller') / of('baseline');
+      });
+      coldStart.ratioRange = [round(Math.min(...perRound), 2), round(Math.max(...perRound), 2)];
     }
     say(
       `cold start: ${n} Ready in ${coldStart.secondsFromSpawn} s from spawn (${coldStart.workspacesPerSecond}/s${
-        baseline ? `, ${coldStart.ratioToBaseline} of baseline` : ''
+        baseline ? `; median of ${opts.rounds} round(s): ${coldStart.ratioToBaseline} of baseline` : ''
       })`,
     );
 
@@ -1006,6 +1109,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     };
     if (baseline) result.baseline = baseline;
     if (protocolBaseline) result.protocolBaseline = protocolBaseline;
+    if (trials.length > 1) result.coldStartTrials = trials;
     if (churn) result.churn = churn;
     if (double) {
       const c = double.calls();
