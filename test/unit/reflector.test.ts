@@ -4,6 +4,7 @@ import { defaultConfig, RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '
 import { Metrics } from '../../src/metrics/metrics.js';
 import {
   type KubeObject,
+  LineSplitter,
   type ListOptions,
   type ListResult,
   type ListWatchClient,
@@ -577,5 +578,36 @@ describe('watch sources', () => {
     } finally {
       await s.stop();
     }
+  });
+});
+
+describe('LineSplitter (watch stream framing)', () => {
+  const split = (chunks: Buffer[]) => {
+    const s = new LineSplitter();
+    const out: string[] = [];
+    for (const c of chunks) s.push(c, (l) => out.push(l) > 0);
+    return out;
+  };
+
+  it('yields whole lines however the bytes are chunked, including a multi-byte character cut in half', () => {
+    const text = '{"a":"é€😀"}\n{"b":2}\n\n{"c":"x"}\n';
+    const bytes = Buffer.from(text, 'utf8');
+    const expected = ['{"a":"é€😀"}', '{"b":2}', '{"c":"x"}'];
+    for (let size = 1; size <= bytes.length; size++) {
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.subarray(i, i + size));
+      expect(split(chunks), `chunk size ${size}`).toEqual(expected);
+    }
+  });
+
+  it('keeps an unterminated last line back (a torn event is never parsed)', () => {
+    expect(split([Buffer.from('{"a":1}\n{"b":')])).toEqual(['{"a":1}']);
+  });
+
+  it('stops when the consumer says so', () => {
+    const s = new LineSplitter();
+    const out: string[] = [];
+    s.push(Buffer.from('1\n2\n3\n'), (l) => out.push(l) < 2);
+    expect(out).toEqual(['1', '2']);
   });
 });
