@@ -17,4 +17,10 @@ npx tsc -p tsconfig.build.json
 KUBEBUILDER_ASSETS="$(bash scripts/build-control-plane.sh)"
 export KUBEBUILDER_ASSETS
 
-exec npx tsx scripts/bench.ts "$@"
+# `bash scripts/bench.sh transport ...` (npm run bench:transport): HTTP/1.1 against HTTP/2 per request.
+script=scripts/bench.ts
+if [[ "${1:-}" == transport ]]; then
+  script=scripts/bench-transport.ts
+  shift
+fi
+exec npx tsx "$script" "$@"

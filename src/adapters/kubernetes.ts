@@ -174,10 +174,11 @@ export interface TransportContext {
  * (in-cluster tokens rotate, but not per request), and one HTTP/1.1 keep-alive pool, rebuilt only when
  * the TLS material changes (a rotated client certificate).
  *
- * client-node's own dispatcher negotiates HTTP/2 and is new on every auth refresh. Against kube-apiserver,
- * HTTP/1.1 cost 30% less client CPU and 12% less server CPU per request than HTTP/2 here (SSA apply + GET,
- * 4 in flight, alternating runs); behind a load balancer it also spreads requests across apiserver
- * replicas instead of pinning one multiplexed connection. A proxy from the kubeconfig keeps client-node's
+ * client-node's own dispatcher negotiates HTTP/2 and is new on every auth refresh. Through this adapter,
+ * HTTP/1.1 cost 10-25% less client CPU per request than HTTP/2 (`npm run bench:transport`: SSA apply + GET,
+ * 4 in flight, alternating runs; lower in every adjacent pair) and made no measurable difference to
+ * kube-apiserver's CPU. Behind a load balancer it also spreads requests across apiserver replicas instead of
+ * pinning one multiplexed connection. A proxy from the kubeconfig keeps client-node's
  * dispatcher; `http2: true` too.
  */
 export class KubeTransport {
