@@ -4,11 +4,11 @@ import { FINALIZER } from '../../src/config/config.js';
 import { roleBindingName } from '../../src/desired/kubernetes.js';
 import {
   deleteWorkspaceAndWait,
-  eventsFor,
   type Fixture,
   putWorkspace,
   startFixture,
   statusOf,
+  waitForEvent,
   waitForStatus,
   workspaceDoc,
 } from '../support/controller-fixture.js';
@@ -92,8 +92,7 @@ describe('workspace lifecycle in Kubernetes', () => {
     );
     const live = await f.admin.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name: cm });
     expect(live?.metadata.finalizers).toContain(FINALIZER);
-    const events = await eventsFor(f, cm);
-    expect(events.some((e) => e.type === 'Normal' && e.reason === 'Provisioned')).toBe(true);
+    await waitForEvent(f, cm, (e) => e.type === 'Normal' && e.reason === 'Provisioned');
   });
 
   it('a no-op resync makes zero writes', async () => {
@@ -195,10 +194,11 @@ describe('workspace lifecycle in Kubernetes', () => {
     await putWorkspace(f, cm, bad);
     s = await waitForStatus(f, cm, (st) => st.invalidFields?.[0]?.field === 'users[0].role');
     expect(s.lastError).toContain('users[0].role: must be owner or contributor');
-    const events = await eventsFor(f, cm);
-    expect(
-      events.some((e) => e.type === 'Warning' && e.reason === 'InvalidSpec' && e.message.includes('users[0].role')),
-    ).toBe(true);
+    await waitForEvent(
+      f,
+      cm,
+      (e) => e.type === 'Warning' && e.reason === 'InvalidSpec' && e.message.includes('users[0].role'),
+    );
     expect(await rbs(id)).toEqual(before);
     expect(await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns(id) })).toBeDefined();
   });
@@ -251,7 +251,6 @@ describe('tenant boundaries', () => {
       ].sort(),
     );
     expect((await statusOf(f, 'first'))?.phase).toBe('Ready');
-    const events = await eventsFor(f, 'second');
-    expect(events.some((e) => e.type === 'Warning' && e.reason === 'WorkspaceClaimConflict')).toBe(true);
+    await waitForEvent(f, 'second', (e) => e.type === 'Warning' && e.reason === 'WorkspaceClaimConflict');
   });
 });

@@ -6,7 +6,7 @@ import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import type { WorkspaceStatus } from '../../src/reconcile/status.js';
-import { eventsFor, putWorkspace, statusOf, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
+import { putWorkspace, statusOf, waitForEvent, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
 import {
   checkGone,
   checkProvisioned,
@@ -123,8 +123,7 @@ describe('FlyteAdmin faults', () => {
       // Kubernetes and IAM really are there already (everything but the Flyte project).
       const problems = await checkProvisioned(env, id, workspaceDoc(id));
       expect(problems.every((p) => p.what.startsWith('Flyte project'))).toBe(true);
-      const events = await eventsFor(env, id);
-      expect(events.some((e) => e.type === 'Warning' && e.reason === 'FlyteUnavailable')).toBe(true);
+      await waitForEvent(env, id, (e) => e.type === 'Warning' && e.reason === 'FlyteUnavailable');
     }
     // The deleted workspace: Flyte teardown fails, the rest is removed, the finalizer stays.
     const deleting = await waitForStatus(

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RECONCILE_REQUEST_ANNOTATION } from '../../src/config/config.js';
 import type { WorkspaceStatus } from '../../src/reconcile/status.js';
-import { eventsFor, putWorkspace, statusOf, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
+import { putWorkspace, statusOf, waitForEvent, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
 import {
   checkGone,
   checkProvisioned,
@@ -134,7 +134,7 @@ describe('IAM faults', () => {
     await converge(() => checkProvisioned(env, id, workspaceDoc(id)), 'after the rerun');
     const done = await waitForStatus(env, id, (st) => st.lastHandledReconcileAt === 'fixed-1' && st.phase === 'Ready');
     expect(done.steps.iam?.state).toBe('Ready');
-    expect((await eventsFor(env, id)).some((e) => e.type === 'Normal' && e.reason === 'Provisioned')).toBe(true);
+    await waitForEvent(env, id, (e) => e.type === 'Normal' && e.reason === 'Provisioned');
   });
 
   it('LimitExceeded on CreateRole is terminal: not retried, status says so, nothing else created in IAM', async () => {

@@ -16,7 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
-import { eventsFor, putWorkspace, statusOf, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
+import { putWorkspace, statusOf, waitForEvent, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
 import {
   checkGone,
   checkProvisioned,
@@ -396,8 +396,7 @@ describe('pre-existing objects that are not ours are never adopted nor deleted',
     const s = await waitForStatus(env, id, (st) => st.phase === 'Conflict');
     expect(s.steps.kubernetes?.reason).toBe('ForeignObjectConflict');
     expect(s.steps.iam).toBeUndefined(); // nothing else was created
-    const events = await eventsFor(env, id);
-    expect(events.some((e) => e.type === 'Warning' && e.reason === 'ForeignObjectConflict')).toBe(true);
+    await waitForEvent(env, id, (e) => e.type === 'Warning' && e.reason === 'ForeignObjectConflict');
     await env.controller.waitIdle();
     const live = await env.admin.get(nsRef(`flyte-${id}`));
     expect(live?.metadata.resourceVersion).toBe(foreign.metadata.resourceVersion);

@@ -140,4 +140,28 @@ export async function eventsFor(
     .map((e) => ({ type: String(e.type), reason: String(e.reason), message: String(e.message) }));
 }
 
+/**
+ * Waits for an Event on the named source ConfigMap that matches. Events are posted after the status write
+ * they accompany, so a test that saw the status must wait for the Event, not list once.
+ */
+export async function waitForEvent(
+  f: Fixture,
+  name: string,
+  match: (e: { type: string; reason: string; message: string }) => boolean,
+  timeoutMs = 15_000,
+): Promise<{ type: string; reason: string; message: string }> {
+  let seen: { type: string; reason: string; message: string }[] = [];
+  try {
+    return await waitFor(
+      async () => {
+        seen = await eventsFor(f, name);
+        return seen.find(match);
+      },
+      { timeoutMs, message: `a matching Event on ${name}` },
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; Events seen: ${JSON.stringify(seen)}`);
+  }
+}
+
 export { inject };
