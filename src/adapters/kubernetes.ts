@@ -342,18 +342,26 @@ export class HttpKubeApi implements KubeApi {
     const text = await res.body.text();
     const status = res.statusCode;
     if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as T;
-    let parsed: { reason?: string; message?: string; details?: { causes?: { field?: string; message?: string }[] } } =
-      {};
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // Non-Status body (proxy error page): keep the raw text in the message.
-    }
+    const parsed = statusBodyOf(text);
     throw new KubeApiError(
       status,
       parsed.reason ?? `HTTP${status}`,
       `${method} ${path.split('?')[0]}: ${status} ${parsed.message ?? text.slice(0, 200)}`,
       parsed.details?.causes ?? [],
     );
+  }
+}
+
+/** The metav1.Status of an error answer, or {} for a body that is not one (a proxy's error page). */
+export function statusBodyOf(text: string): {
+  reason?: string;
+  message?: string;
+  details?: { causes?: { field?: string; message?: string }[] };
+} {
+  try {
+    const parsed = JSON.parse(text);
+    return parsed && typeof parsed === 'object' ? parsed : {};
+  } catch {
+    return {};
   }
 }

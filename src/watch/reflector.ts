@@ -17,7 +17,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { request } from 'undici';
-import { type KubeObject, KubeTransport } from '../adapters/kubernetes.js';
+import { type KubeObject, KubeTransport, statusBodyOf } from '../adapters/kubernetes.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 export type { KubeObject };
@@ -807,12 +807,7 @@ export class LineSplitter {
 
 /** A WatchHttpError from a non-200 answer, with the Status body's reason and message when there is one. */
 function httpError(code: number, body: string, what: string): WatchHttpError {
-  let status: { reason?: string; message?: string } = {};
-  try {
-    status = JSON.parse(body);
-  } catch {
-    // not a Status body
-  }
+  const status = statusBodyOf(body);
   return new WatchHttpError(
     code,
     status.reason ?? `HTTP${code}`,
