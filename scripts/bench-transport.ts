@@ -2,12 +2,12 @@
 // over HTTP/2 (client-node's dispatcher), on the client and in kube-apiserver, in one process against one
 // fresh control plane. Runs alternate (ABBA) so the machine's drift favours neither; medians are printed.
 // `npm run bench:transport -- [--requests 3000] [--rounds 3]` (scripts/bench.sh builds the control plane).
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi } from '../src/adapters/kubernetes.js';
 import { startControlPlane } from '../test/support/controlplane.js';
 import { kubeConfigFor } from '../test/support/kube.js';
+import { controlPlanePids, processCpuSeconds } from './bench/proc.js';
 import { medianOf } from './bench/trials.js';
 
 const { values } = parseArgs({
@@ -19,16 +19,9 @@ const rounds = Math.max(1, Number(values.rounds));
 const cp = await startControlPlane({ binDir: process.env.KUBEBUILDER_ASSETS });
 try {
   const kc = kubeConfigFor('admin', cp);
-  const apiserverPid = readFileSync(`${cp.dir}/pids`, 'utf8')
-    .trim()
-    .split(/\s+/)
-    .map(Number)
-    .find((pid) => pid > 0 && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'kube-apiserver');
+  const apiserverPid = controlPlanePids(cp).find(([name]) => name === 'kube-apiserver')?.[1];
   if (!apiserverPid) throw new Error('kube-apiserver pid not found');
-  const apiserverCpuMs = () => {
-    const fields = readFileSync(`/proc/${apiserverPid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, 100 Hz ticks
-  };
+  const apiserverCpuMs = () => processCpuSeconds(apiserverPid) * 1000;
 
   /** `pairs` × (server-side apply of a ConfigMap, then GET of it), 4 in flight, as the controller's workers. */
   async function trial(http2: boolean, tag: string, n: number) {

@@ -44,7 +44,7 @@ import { type ControlPlane, startControlPlane } from '../test/support/controlpla
 import { type FlyteAdminDouble, startFlyteAdminDouble } from '../test/support/flyteadmin-double.js';
 import { applyManifestFile, bindSourceNamespace, kubeConfigFor } from '../test/support/kube.js';
 import { type Moto, startMoto } from '../test/support/moto.js';
-import { CpuMeter, type CpuUsage, cpuBetween, processRssBytes, round } from './bench/proc.js';
+import { CpuMeter, type CpuUsage, controlPlanePids, cpuBetween, processRssBytes, round } from './bench/proc.js';
 import {
   parseProm,
   type RequestCounts,
@@ -260,24 +260,6 @@ async function startEnv(binDir: string): Promise<Env> {
     return pids;
   });
   return env;
-}
-
-/** kube-apiserver / etcd / kube-controller-manager pids, from the harness's pid file and /proc. */
-function controlPlanePids(cp: ControlPlane): [string, number][] {
-  try {
-    const pids = execFileSync('cat', [join(cp.dir, 'pids')], { encoding: 'utf8' })
-      .trim()
-      .split(/\s+/)
-      .map(Number);
-    return pids
-      .filter((p) => p > 0)
-      .map((pid) => {
-        const comm = execFileSync('cat', [`/proc/${pid}/comm`], { encoding: 'utf8' }).trim();
-        return [comm.replace(/^kube-controller.*/, 'kube-controller-manager'), pid] as [string, number];
-      });
-  } catch {
-    return [];
-  }
 }
 
 /** Waits until the control plane has worked off earlier load (< 0.15 cores for 2 s), at most `maxMs`. */

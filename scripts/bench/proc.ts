@@ -2,6 +2,7 @@
 // machine-wide, so a phase can say who used the CPU and whether something else on the machine competed.
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 
 const TICKS = 100; // USER_HZ on Linux
 
@@ -13,6 +14,23 @@ export function processCpuSeconds(pid: number): number {
     return (Number(fields[11]) + Number(fields[12])) / TICKS;
   } catch {
     return 0;
+  }
+}
+
+/** kube-apiserver / etcd / kube-controller-manager pids of a test control plane (its pid file and /proc). */
+export function controlPlanePids(cp: { dir: string }): [string, number][] {
+  try {
+    return readFileSync(join(cp.dir, 'pids'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number)
+      .filter((pid) => pid > 0)
+      .map((pid) => {
+        const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+        return [comm.replace(/^kube-controller.*/, 'kube-controller-manager'), pid] as [string, number];
+      });
+  } catch {
+    return [];
   }
 }
 
