@@ -19,7 +19,7 @@ Run 'flyte-workspace-controller <command> --help' for the options of a command.`
 Starts the daemon: leader election, watches, work queue, /metrics, /healthz, /readyz.
   --config FILE       controller configuration (JSON); FWC_CONFIG and FWC_* variables also apply
   --set K=V           override one setting, e.g. --set reconcile.concurrency=8 (flags beat env beat file)
-  --kubeconfig FILE   kubeconfig to use (default: in-cluster, then KUBECONFIG, then ~/.kube/config)`,
+  --kubeconfig FILE   kubeconfig to use (default: KUBECONFIG, then in-cluster, then ~/.kube/config)`,
   plan: `Usage: flyte-workspace-controller plan -f FILE [--source NAMESPACE/NAME] [--config FILE] [--kubeconfig FILE] [--json]
 
 Computes the changes a reconcile of the workspace would make in Kubernetes (server-side dry-run),
@@ -171,7 +171,9 @@ if (isEntry || process.argv[1]?.endsWith('/cli.js')) {
       process.exitCode = code;
     },
     (err) => {
-      console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+      // A missing cluster configuration is the operator's to fix: its message says how, a stack would not.
+      const expected = err instanceof Error && err.name === 'ClusterConfigError';
+      console.error(err instanceof Error ? (expected ? err.message : (err.stack ?? err.message)) : String(err));
       process.exitCode = 1;
     },
   );

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { Agent, type Dispatcher, request as undiciRequest } from 'undici';
+import { type ApiServerContact, apiServerContact, trackContact } from './apiserver-contact.js';
 import type { CallStats } from './call-stats.js';
 
 export interface KubeObject {
@@ -183,6 +184,8 @@ export interface TransportContext {
  */
 export class KubeTransport {
   readonly server: string;
+  /** This process's record of whether `server` answers (fed by every request made through this transport). */
+  readonly contact: ApiServerContact;
   private auth: (TransportContext & { expires: number }) | undefined;
   private pool: { fingerprint: string; agent: Agent } | undefined;
 
@@ -193,6 +196,7 @@ export class KubeTransport {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.server = cluster.server.replace(/\/+$/, '');
+    this.contact = apiServerContact(this.server);
   }
 
   async context(): Promise<TransportContext> {
@@ -332,23 +336,25 @@ export class HttpKubeApi implements KubeApi {
     // undici's dispatcher API rather than fetch(): same connection pool and semantics without the WHATWG
     // Request/Headers/stream machinery, which cost more CPU than the request itself at thousands of
     // workspaces (measured with scripts/bench.ts).
-    const res = await undiciRequest(this.server + path, {
-      method: method as Dispatcher.HttpMethod,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      dispatcher: auth.dispatcher,
-      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+    return trackContact(this.transport.contact, async () => {
+      const res = await undiciRequest(this.server + path, {
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        dispatcher: auth.dispatcher,
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+      });
+      const text = await res.body.text();
+      const status = res.statusCode;
+      if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as T;
+      const parsed = statusBodyOf(text);
+      throw new KubeApiError(
+        status,
+        parsed.reason ?? `HTTP${status}`,
+        `${method} ${path.split('?')[0]}: ${status} ${parsed.message ?? text.slice(0, 200)}`,
+        parsed.details?.causes ?? [],
+      );
     });
-    const text = await res.body.text();
-    const status = res.statusCode;
-    if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as T;
-    const parsed = statusBodyOf(text);
-    throw new KubeApiError(
-      status,
-      parsed.reason ?? `HTTP${status}`,
-      `${method} ${path.split('?')[0]}: ${status} ${parsed.message ?? text.slice(0, 200)}`,
-      parsed.details?.causes ?? [],
-    );
   }
 }
 

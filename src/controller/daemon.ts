@@ -1,5 +1,10 @@
 // The `run` command: HTTP endpoints, leader election, the controller while leading, graceful shutdown.
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { apiServerContact } from '../adapters/apiserver-contact.js';
 import type { ControllerConfig } from '../config/config.js';
 import { defaultIdentity, LeaseElector } from '../leader/lease-election.js';
 import { createLogger, flushLogger } from '../log.js';
@@ -8,21 +13,89 @@ import { HttpServers } from '../server/http.js';
 import { ShutdownCoordinator } from '../shutdown.js';
 import { WorkspaceController } from './controller.js';
 
+const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
 export interface DaemonOptions {
   kubeconfig?: string;
 }
 
-export function loadKubeConfig(file?: string): KubeConfig {
+/** Where a cluster configuration can come from, in the order controller-runtime's GetConfig tries them. */
+export const CLUSTER_CONFIG_SOURCES =
+  'either run in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT set, and a ServiceAccount token at ' +
+  `${SERVICE_ACCOUNT_TOKEN}), or give a kubeconfig (--kubeconfig FILE, the KUBECONFIG environment variable, ` +
+  'or ~/.kube/config)';
+
+/** A cluster configuration that cannot be loaded: a startup error, never a silent default. */
+export class ClusterConfigError extends Error {
+  override name = 'ClusterConfigError';
+}
+
+/**
+ * The cluster configuration, tried in controller-runtime's order: --kubeconfig, $KUBECONFIG, in-cluster,
+ * ~/.kube/config. client-node's loadFromDefault() would fall back to http://localhost:8080 when none exists,
+ * which later fails with an unrelated TLS message; here that is a startup error naming both ways.
+ */
+export function loadKubeConfig(file?: string, env: NodeJS.ProcessEnv = process.env): KubeConfig {
   const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromDefault();
-  return kc;
+  const load = (what: string, fn: () => void): KubeConfig => {
+    try {
+      fn();
+    } catch (err) {
+      throw new ClusterConfigError(`cannot load the cluster configuration from ${what}: ${(err as Error).message}`);
+    }
+    if (!kc.getCurrentCluster()) throw new ClusterConfigError(`${what} names no current cluster (current-context)`);
+    return kc;
+  };
+  if (file) return load(`--kubeconfig ${file}`, () => kc.loadFromFile(file));
+  if (env.KUBECONFIG) {
+    const [first, ...rest] = env.KUBECONFIG.split(delimiter).filter(Boolean);
+    return load(`KUBECONFIG=${env.KUBECONFIG}`, () => {
+      if (first) kc.loadFromFile(first);
+      for (const file of rest) {
+        const more = new KubeConfig();
+        more.loadFromFile(file);
+        kc.mergeConfig(more, true);
+      }
+    });
+  }
+  if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(SERVICE_ACCOUNT_TOKEN)) {
+    return load('the in-cluster ServiceAccount', () => kc.loadFromCluster());
+  }
+  const home = join(env.HOME ?? homedir(), '.kube', 'config');
+  if (existsSync(home)) return load(home, () => kc.loadFromFile(home));
+  throw new ClusterConfigError(`no Kubernetes cluster configuration found: ${CLUSTER_CONFIG_SOURCES}`);
+}
+
+/**
+ * Readiness and logs for the API server connection: not ready until it was reached once, or while it has
+ * failed for longer than the renew deadline (a leader would have lost its lease by then). The log names
+ * the server and the cause when calls start failing, and says when they recover.
+ */
+function watchApiServerContact(kc: KubeConfig, cfg: ControllerConfig, http: HttpServers, log: Logger): void {
+  const contact = apiServerContact(kc.getCurrentCluster()?.server ?? '');
+  const toleranceMs = cfg.leaderElection.renewDeadlineSeconds * 1000;
+  http.addReadyCheck('apiserver', () => contact.readiness(toleranceMs));
+  contact.onChange((event, s) => {
+    if (event === 'failing' && s.failure) {
+      log.error({ server: s.server, cause: s.failure.cause }, s.failure.message);
+    } else if (event === 'restored') {
+      log.info({ server: s.server }, 'reached the Kubernetes API server again');
+    }
+  });
 }
 
 export async function runDaemon(cfg: ControllerConfig, opts: DaemonOptions = {}): Promise<number> {
   const log = createLogger({ level: cfg.logLevel });
   const metrics = new Metrics(cfg.controllerName);
-  const kc = loadKubeConfig(opts.kubeconfig);
+  let kc: KubeConfig;
+  try {
+    kc = loadKubeConfig(opts.kubeconfig);
+  } catch (err) {
+    if (!(err instanceof ClusterConfigError)) throw err;
+    log.fatal(err.message);
+    await flushLogger(log);
+    return 1;
+  }
   const identity = defaultIdentity();
   const http = new HttpServers({ cfg, metrics, log });
   const shutdown = new ShutdownCoordinator({ graceSeconds: cfg.shutdownGraceSeconds, log }).install();
@@ -38,8 +111,12 @@ export async function runDaemon(cfg: ControllerConfig, opts: DaemonOptions = {})
     return r.ok || r.failing.join(', ');
   });
   if (elector) http.addHealthCheck('leader-election', () => elector.check() ?? true);
+  watchApiServerContact(kc, cfg, http, log);
   const ports = await http.start();
-  log.info({ identity, ...ports, sourceNamespaces: cfg.sourceNamespaces }, 'flyte-workspace-controller starting');
+  log.info(
+    { identity, ...ports, server: kc.getCurrentCluster()?.server, sourceNamespaces: cfg.sourceNamespaces },
+    'flyte-workspace-controller starting',
+  );
 
   const startController = async (): Promise<void> => {
     // Fencing: every write checks that we still hold the lease by our own clock. The renew loop only

@@ -30,6 +30,12 @@ import {
   V1MicroTime,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import {
+  type ApiServerContact,
+  apiServerContact,
+  describeContactFailure,
+  trackContact,
+} from '../adapters/apiserver-contact.js';
 import type { ControllerConfig } from '../config/config.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -200,6 +206,8 @@ export class LeaseElector {
   readonly name: string;
   readonly namespace: string;
   private readonly api: CoordinationV1Api;
+  /** Whether the API server answers: every Lease call reports here, and failures are logged in its words. */
+  readonly contact: ApiServerContact;
   private readonly log: Logger;
   private readonly metrics: Pick<Metrics, 'leaderStatus'> | undefined;
   private readonly leaseDurationMs: number;
@@ -242,6 +250,7 @@ export class LeaseElector {
     this.retryPeriodMs = le.retryPeriodSeconds * 1000;
     this.leaseDurationSeconds = Math.floor(le.leaseDurationSeconds);
     this.api = opts.kc.makeApiClient(CoordinationV1Api);
+    this.contact = apiServerContact(opts.kc.getCurrentCluster()?.server ?? '');
     this.metrics = opts.metrics;
     this.log = opts.log.child({ lease: `${this.namespace}/${this.name}`, identity: this.identity });
     this.metrics?.leaderStatus.set({ name: this.name }, 0);
@@ -430,36 +439,40 @@ export class LeaseElector {
         return true;
       } catch (e) {
         if (signal.aborted) return false;
-        this.log.debug({ reason: errMessage(e) }, 'failed to update lease optimistically, falling back to slow path');
+        this.log.debug({ reason: this.reason(e) }, 'failed to update lease optimistically, falling back to slow path');
       }
     }
 
     // 2. Obtain or create the record.
     let lease: V1Lease;
     try {
-      lease = await this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, withSignal(signal));
+      lease = await this.call(signal, () =>
+        this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, withSignal(signal)),
+      );
     } catch (e) {
       if (httpStatus(e) !== 404) {
-        if (!signal.aborted) this.log.error({ reason: errMessage(e) }, 'error retrieving lease');
+        if (!signal.aborted) this.log.error({ reason: this.reason(e) }, 'error retrieving lease');
         return false;
       }
       try {
-        this.lease = await this.api.createNamespacedLease(
-          {
-            namespace: this.namespace,
-            body: {
-              apiVersion: 'coordination.k8s.io/v1',
-              kind: 'Lease',
-              metadata: { name: this.name, namespace: this.namespace },
-              spec: specFromRecord(desired),
+        this.lease = await this.call(signal, () =>
+          this.api.createNamespacedLease(
+            {
+              namespace: this.namespace,
+              body: {
+                apiVersion: 'coordination.k8s.io/v1',
+                kind: 'Lease',
+                metadata: { name: this.name, namespace: this.namespace },
+                spec: specFromRecord(desired),
+              },
             },
-          },
-          withSignal(signal),
+            withSignal(signal),
+          ),
         );
       } catch (e2) {
         const code = httpStatus(e2);
         if (code === 409) this.log.debug('lease created concurrently by another candidate');
-        else if (!signal.aborted) this.log.error({ reason: errMessage(e2) }, 'error initially creating lease');
+        else if (!signal.aborted) this.log.error({ reason: this.reason(e2) }, 'error initially creating lease');
         return false;
       }
       this.setObservedRecord(desired);
@@ -490,7 +503,7 @@ export class LeaseElector {
       await this.update(desired, signal);
     } catch (e) {
       if (httpStatus(e) === 409) this.log.debug('lost the race to update the lease (409 Conflict)');
-      else if (!signal.aborted) this.log.error({ reason: errMessage(e) }, 'failed to update lease');
+      else if (!signal.aborted) this.log.error({ reason: this.reason(e) }, 'failed to update lease');
       return false;
     }
     this.setObservedRecord(desired);
@@ -506,9 +519,8 @@ export class LeaseElector {
       kind: 'Lease',
       spec: specFromRecord(record),
     };
-    this.lease = await this.api.replaceNamespacedLease(
-      { name: this.name, namespace: this.namespace, body },
-      withSignal(signal),
+    this.lease = await this.call(signal, () =>
+      this.api.replaceNamespacedLease({ name: this.name, namespace: this.namespace, body }, withSignal(signal)),
     );
   }
 
@@ -517,7 +529,7 @@ export class LeaseElector {
     try {
       return await this.tryRelease(signal);
     } catch (e) {
-      this.log.error({ reason: errMessage(e) }, 'failed to release lease');
+      this.log.error({ reason: this.reason(e) }, 'failed to release lease');
       return false;
     }
   }
@@ -527,9 +539,14 @@ export class LeaseElector {
     for (;;) {
       let lease: V1Lease;
       try {
-        lease = await this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, withSignal(signal));
+        lease = await this.call(signal, () =>
+          this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, withSignal(signal)),
+        );
       } catch (e) {
-        this.log.error({ reason: errMessage(e) }, httpStatus(e) === 404 ? 'lease not found' : 'error retrieving lease');
+        this.log.error(
+          { reason: this.reason(e) },
+          httpStatus(e) === 404 ? 'lease not found' : 'error retrieving lease',
+        );
         return false;
       }
       this.lease = lease;
@@ -554,7 +571,7 @@ export class LeaseElector {
           this.log.debug('conflict when releasing lease, retrying');
           continue;
         }
-        this.log.error({ reason: errMessage(e) }, 'failed to release lease');
+        this.log.error({ reason: this.reason(e) }, 'failed to release lease');
         return false;
       }
       this.setObservedRecord(released);
@@ -562,6 +579,18 @@ export class LeaseElector {
       this.log.info('released lease');
       return true;
     }
+  }
+
+  /** One Lease call, its outcome recorded in `contact` (unless our own signal aborted it). */
+  private call<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    return trackContact(this.contact, fn, signal);
+  }
+
+  /** Why a Lease call failed: the server and the cause when it was not reached, else the API's answer. */
+  private reason(e: unknown): string {
+    const failure = describeContactFailure(this.contact.server, e);
+    if (!failure) return errMessage(e);
+    return httpStatus(e) === undefined ? failure.message : `${failure.message} (${errMessage(e)})`;
   }
 
   private holdsObservedRecord(): boolean {

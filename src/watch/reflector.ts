@@ -17,6 +17,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { request } from 'undici';
+import { trackContact } from '../adapters/apiserver-contact.js';
 import { type KubeObject, KubeTransport, statusBodyOf } from '../adapters/kubernetes.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -676,15 +677,21 @@ export class KubeListWatchClient implements ListWatchClient {
   private async get<T>(pathAndQuery: string, signal: AbortSignal | undefined): Promise<T> {
     const { headers, dispatcher } = await this.transport.context();
     const timeout = AbortSignal.timeout(this.opts.listTimeoutMs ?? 60_000);
-    const res = await request(this.transport.server + pathAndQuery, {
-      method: 'GET',
-      headers: { ...headers, accept: 'application/json' },
-      dispatcher,
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-    });
-    const text = await res.body.text();
-    if (res.statusCode === 200) return JSON.parse(text) as T;
-    throw httpError(res.statusCode, text, `LIST ${pathAndQuery.split('?')[0]}`);
+    return trackContact(
+      this.transport.contact,
+      async () => {
+        const res = await request(this.transport.server + pathAndQuery, {
+          method: 'GET',
+          headers: { ...headers, accept: 'application/json' },
+          dispatcher,
+          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        });
+        const text = await res.body.text();
+        if (res.statusCode === 200) return JSON.parse(text) as T;
+        throw httpError(res.statusCode, text, `LIST ${pathAndQuery.split('?')[0]}`);
+      },
+      signal,
+    );
   }
 
   /**
@@ -740,15 +747,22 @@ export class KubeListWatchClient implements ListWatchClient {
       if (opts.labelSelector) q.set('labelSelector', opts.labelSelector);
       if (opts.fieldSelector) q.set('fieldSelector', opts.fieldSelector);
       arm(inactivityMs);
-      const res = await request(`${this.transport.server}${path}?${q}`, {
-        method: 'GET',
-        headers: { ...headers, accept: 'application/json' },
-        dispatcher,
-        signal: abort.signal,
-        // No per-chunk body timeout from undici: inactivity is judged above, across bookmarks.
-        bodyTimeout: 0,
-      });
-      if (res.statusCode !== 200) throw httpError(res.statusCode, await res.body.text(), `WATCH ${path}`);
+      const res = await trackContact(
+        this.transport.contact,
+        async () => {
+          const opened = await request(`${this.transport.server}${path}?${q}`, {
+            method: 'GET',
+            headers: { ...headers, accept: 'application/json' },
+            dispatcher,
+            signal: abort.signal,
+            // No per-chunk body timeout from undici: inactivity is judged above, across bookmarks.
+            bodyTimeout: 0,
+          });
+          if (opened.statusCode !== 200) throw httpError(opened.statusCode, await opened.body.text(), `WATCH ${path}`);
+          return opened;
+        },
+        abort.signal,
+      );
       if (finished) return;
       onOpen?.();
       const lines = new LineSplitter();
