@@ -342,9 +342,9 @@ class Reader {
 }
 
 /**
- * A raw U+FFFD is what a decoder leaves where bytes were not valid UTF-8 (the API server does this to
- * ConfigMap data that a protobuf client stored as raw bytes, and to `\ud800` escapes in request bodies), so
- * readers that see the original bytes disagree with us. The escape `\ufffd` is explicit and allowed.
+ * A raw U+FFFD is what a decoder leaves where text was not valid: kube-apiserver stores the invalid bytes and
+ * the `\ud800` escapes of a JSON request body as U+FFFD, so the writer (and any copy of its file) meant
+ * something other than what we read. The escape `\ufffd` is explicit and allowed.
  */
 const REPLACEMENT = 0xfffd;
 const REPLACEMENT_MESSAGE =

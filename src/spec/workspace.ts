@@ -93,9 +93,10 @@ export type WorkspaceDocument = string | Uint8Array | undefined;
 /**
  * Parses `workspace.json` (undefined when the key is missing) strictly: a document any other JSON reader could
  * read differently (see json.ts) is refused with the path at fault. Where invalid UTF-8 can reach us:
- * ConfigMap `data` arrives as text the API server has already decoded, with any invalid byte replaced by
- * U+FFFD (refused by the reader); bytes arrive intact only from `binaryData` and from files (the CLI), and
- * are checked here, naming the offset.
+ * ConfigMap `data` is text the API server has already decoded: a server-side apply body (YAML) with invalid
+ * UTF-8 or a lone surrogate is refused with a 400, a JSON body's are stored as U+FFFD (refused by the
+ * reader). Bytes arrive intact only from `binaryData` and from files (the CLI), and are checked here,
+ * naming the offset of the first bad byte.
  */
 export function parseWorkspace(raw: WorkspaceDocument, cfg: ControllerConfig): ParseResult {
   const key = cfg.configMapKey;
