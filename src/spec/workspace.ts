@@ -286,6 +286,8 @@ function validateUsers(v: unknown, cfg: ControllerConfig, err: (f: string, m: st
     return [];
   }
   const users: WorkspaceUser[] = [];
+  // Compared as they are (emails case-insensitively): both patterns admit ASCII only, so two spellings
+  // cannot differ by Unicode normalisation or case folding beyond ASCII.
   const seenIds = new Map<string, number>();
   const seenEmails = new Map<string, number>();
   let badEntries = 0;
