@@ -84,7 +84,7 @@ describe('retry classification', () => {
   it('writes are counted as writes', async () => {
     const { api, stats } = fakeClient(() => ({}));
     await api.updateProjectDomainAttributes('p', 'd', { target: { case: undefined } } as never);
-    await api.deleteProjectDomainAttributes('p', 'd', MatchableResource.CLUSTER_RESOURCE);
+    await api.updateProject({ id: 'p', name: 'n' });
     expect(stats.snapshot()).toMatchObject({ reads: 0, writes: 2 });
     api.close();
   });
