@@ -475,9 +475,7 @@ class FlyteAdminGrpc implements FlyteAdminApi {
     );
   }
 
-  async listProjects(
-    page: MessageInitShape<typeof ProjectListRequestSchema> & { limit: number },
-  ): Promise<Projects> {
+  async listProjects(page: MessageInitShape<typeof ProjectListRequestSchema> & { limit: number }): Promise<Projects> {
     if (!(page.limit > 0)) throw refused('ListProjects', 'limit 0 (FlyteAdmin would page forever)');
     return this.call('ListProjects', false, (opts) => this.core.client.listProjects(page, opts));
   }
@@ -531,7 +529,8 @@ const PROJECT_ID = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** Throws InvalidArgument, without calling FlyteAdmin, unless `id` is a valid, non-empty project id. */
 export function checkProjectId(id: string | undefined, op: string): void {
   if (id === undefined || id === '') throw refused(op, 'an empty project id');
-  if (id.length > 63 || !PROJECT_ID.test(id)) throw refused(op, `invalid project id ${JSON.stringify(id.slice(0, 80))}`);
+  if (id.length > 63 || !PROJECT_ID.test(id))
+    throw refused(op, `invalid project id ${JSON.stringify(id.slice(0, 80))}`);
 }
 
 function refused(op: string, what: string): ConnectError {

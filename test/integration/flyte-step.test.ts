@@ -273,7 +273,9 @@ describe('FlyteStep.teardown', () => {
     const ctx = stepContext(cfg, s);
     const out = await step.ensure(ctx);
     expect(out).toMatchObject({ state: 'Ready', writes: 1 });
-    expect(ctx.changes).toEqual([{ system: 'flyte', action: 'unarchive', target: `Flyte project ${id}`, detail: 'state' }]);
+    expect(ctx.changes).toEqual([
+      { system: 'flyte', action: 'unarchive', target: `Flyte project ${id}`, detail: 'state' },
+    ]);
     expect(double.requests('RegisterProject')).toHaveLength(0);
     expect(double.project(id)?.state).toBe(Project_ProjectState.ACTIVE);
     expect(double.inspect().attributes.filter((a) => a.project === id)).toEqual(ours);

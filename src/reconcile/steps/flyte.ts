@@ -24,7 +24,6 @@ import {
   desiredFlyteState,
   flyteStateHash,
   labelProblems,
-  MANAGED_RESOURCE_TYPES,
   ownsProject,
   projectDiff,
   resourceTypeName,
