@@ -82,6 +82,12 @@ export interface ControllerConfig {
     discoverDomains: boolean;
     /** How often each converged project and its attributes are re-read to find drift made in FlyteAdmin. */
     driftCheckIntervalSeconds: number;
+    /**
+     * Archive our projects whose workspace no longer exists in any watched source (found by label in
+     * FlyteAdmin, at reconcile.orphanSweepIntervalSeconds). Archiving deletes nothing and is undone when
+     * the workspace comes back, hence on by default; dryRun only logs and counts.
+     */
+    orphanSweep: { enabled: boolean; dryRun: boolean };
   };
   aws: {
     enabled: boolean;
@@ -187,6 +193,7 @@ export function defaultConfig(): ControllerConfig {
       maxAttempts: 4,
       discoverDomains: true,
       driftCheckIntervalSeconds: 1800,
+      orphanSweep: { enabled: true, dryRun: false },
     },
     aws: {
       enabled: true,

@@ -254,13 +254,7 @@ export class FlyteStep implements WorkspaceStep {
         live.state === Project_ProjectState.ARCHIVED || live.state === Project_ProjectState.SYSTEM_ARCHIVED;
       if (!archivedAlready) {
         await write({ system: 'flyte', action: 'archive', target: `Flyte project ${id}` }, () =>
-          api.updateProject({
-            id,
-            name: live.name,
-            description: live.description,
-            labels: { values: { ...(live.labels?.values ?? {}) } },
-            state: Project_ProjectState.ARCHIVED,
-          }),
+          archiveProject(api, live),
         );
       }
       return {
@@ -325,6 +319,20 @@ export class FlyteStep implements WorkspaceStep {
   private now(): number {
     return this.opts.now ? this.opts.now() : Date.now();
   }
+}
+
+/**
+ * Archives `live` as it is: the FULL project with state ARCHIVED (FlyteAdmin writes every field that is
+ * set, and state always). Attributes are left alone; see the header.
+ */
+export async function archiveProject(api: FlyteAdminApi, live: Project): Promise<void> {
+  await api.updateProject({
+    id: live.id,
+    name: live.name,
+    description: live.description,
+    labels: { values: { ...(live.labels?.values ?? {}) } },
+    state: Project_ProjectState.ARCHIVED,
+  });
 }
 
 /**
