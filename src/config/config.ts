@@ -84,8 +84,9 @@ export interface ControllerConfig {
     driftCheckIntervalSeconds: number;
     /**
      * Archive our projects whose workspace no longer exists in any watched source (found by label in
-     * FlyteAdmin, at reconcile.orphanSweepIntervalSeconds). Archiving deletes nothing and is undone when
-     * the workspace comes back, hence on by default; dryRun only logs and counts.
+     * FlyteAdmin, at reconcile.orphanSweepIntervalSeconds); dryRun only logs and counts. Off by default,
+     * like aws.orphanSweep: a project carries no source namespace, so a second installation with the same
+     * fieldManager on the same FlyteAdmin would look orphaned to this one.
      */
     orphanSweep: { enabled: boolean; dryRun: boolean };
   };
@@ -193,7 +194,7 @@ export function defaultConfig(): ControllerConfig {
       maxAttempts: 4,
       discoverDomains: true,
       driftCheckIntervalSeconds: 1800,
-      orphanSweep: { enabled: true, dryRun: false },
+      orphanSweep: { enabled: false, dryRun: true },
     },
     aws: {
       enabled: true,
