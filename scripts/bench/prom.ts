@@ -1,5 +1,7 @@
 // Prometheus text scraping for the benchmark: one sample map per scrape, and label-filtered sums/deltas.
 
+import { isSuccessOutcome } from '../../src/adapters/call-stats.js';
+
 export interface Sample {
   name: string;
   labels: Record<string, string>;
@@ -73,8 +75,9 @@ export function requestDelta(before: Scrape, after: Scrape): Record<SystemName, 
     if (!c) continue;
     if (s.labels.access === 'write') c.writes += d;
     else c.reads += d;
-    if (s.labels.outcome !== 'success') c.errors += d;
-    const op = `${s.labels.operation}${s.labels.outcome === 'success' ? '' : `(${s.labels.outcome})`}`;
+    const ok = isSuccessOutcome(s.labels.outcome);
+    if (!ok) c.errors += d;
+    const op = `${s.labels.operation}${ok ? '' : `(${s.labels.outcome})`}`;
     c.byOperation[op] = (c.byOperation[op] ?? 0) + d;
   }
   return out;

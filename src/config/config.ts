@@ -82,6 +82,13 @@ export interface ControllerConfig {
     discoverDomains: boolean;
     /** How often each converged project and its attributes are re-read to find drift made in FlyteAdmin. */
     driftCheckIntervalSeconds: number;
+    /**
+     * Archive our projects whose workspace no longer exists in any watched source (found by label in
+     * FlyteAdmin, at reconcile.orphanSweepIntervalSeconds); dryRun only logs and counts. Off by default,
+     * like aws.orphanSweep: a project carries no source namespace, so a second installation with the same
+     * fieldManager on the same FlyteAdmin would look orphaned to this one.
+     */
+    orphanSweep: { enabled: boolean; dryRun: boolean };
   };
   aws: {
     enabled: boolean;
@@ -187,6 +194,7 @@ export function defaultConfig(): ControllerConfig {
       maxAttempts: 4,
       discoverDomains: true,
       driftCheckIntervalSeconds: 1800,
+      orphanSweep: { enabled: false, dryRun: true },
     },
     aws: {
       enabled: true,

@@ -105,10 +105,19 @@ describe('/metrics of a running daemon', () => {
       expect(s.sum('flyte_workspace_external_requests_total', { system, access: 'read' }), system).toBeGreaterThan(0);
       expect(s.sum('flyte_workspace_external_requests_total', { system, access: 'write' }), system).toBeGreaterThan(0);
     }
+    // gRPC results are labelled with gRPC code names: the outage shows as `unavailable` Flyte calls.
+    expect(s.sum('flyte_workspace_external_requests_total', { system: 'flyte', outcome: 'ok' })).toBeGreaterThan(0);
     expect(
-      s.sum('flyte_workspace_external_requests_total', { system: 'flyte' }) -
-        s.sum('flyte_workspace_external_requests_total', { system: 'flyte', outcome: 'success' }),
+      s.sum('flyte_workspace_external_requests_total', { system: 'flyte', outcome: 'unavailable' }),
       'the outage shows as failed Flyte calls',
+    ).toBeGreaterThan(0);
+    const flyteOutcomes = new Set(
+      s.find('flyte_workspace_external_requests_total', { system: 'flyte' }).map((x) => x.labels.outcome),
+    );
+    for (const o of flyteOutcomes) expect(o).toMatch(/^[a-z_]+$/);
+    expect([...flyteOutcomes].filter((o) => o?.startsWith('http_'))).toEqual([]);
+    expect(
+      s.sum('flyte_workspace_external_requests_total', { system: 'kubernetes', outcome: 'success' }),
     ).toBeGreaterThan(0);
     expect(s.sum('flyte_workspace_external_request_duration_seconds_count')).toBeGreaterThan(0);
     const watched = s.find('flyte_workspace_last_watch_event_timestamp_seconds');

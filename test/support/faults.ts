@@ -609,7 +609,10 @@ export async function checkProvisioned(w: WorldRefs, cmName: string, doc: unknow
       if (!ownsProject(project, cfg, id)) problems.push({ kind: 'drifted', what: `Flyte project ${id} labels` });
       const want = desiredFlyteState({ cfg, spec, names, roleArn, domains: cfg.domains });
       if (project.name !== want.project.name) problems.push({ kind: 'drifted', what: `Flyte project ${id} name` });
-      const rows = w.flyte.inspect().attributes.filter((a) => a.project === id && a.domain !== '');
+      // Our project-domain rows only (users may have rows at project, workflow and launch-plan level).
+      const rows = w.flyte
+        .inspect()
+        .attributes.filter((a) => a.project === id && a.domain !== '' && a.workflow === '' && a.launchPlan === '');
       for (const a of want.attributes) {
         if (!rows.some((r) => r.domain === a.domain && r.resourceType === a.resourceType)) {
           problems.push({ kind: 'lost', what: `Flyte attributes ${id}/${a.domain}/${a.resourceType}` });
@@ -623,7 +626,11 @@ export async function checkProvisioned(w: WorldRefs, cmName: string, doc: unknow
   return problems;
 }
 
-/** Nothing of workspace `id` remains: no labelled Kubernetes object, no IAM role, no active project or attributes. */
+/**
+ * Nothing of workspace `id` remains: no labelled Kubernetes object, no IAM role, no active project. The
+ * archived project keeps its attribute rows by design (FlyteAdmin's attribute delete would also take the
+ * users' own overrides).
+ */
 export async function checkGone(w: WorldRefs, id: string): Promise<Problem[]> {
   const { cfg } = w;
   const names = workspaceNames(cfg, id);
@@ -649,8 +656,6 @@ export async function checkGone(w: WorldRefs, id: string): Promise<Problem[]> {
     const p = w.flyte.project(id);
     if (p && p.state === Project_ProjectState.ACTIVE)
       problems.push({ kind: 'leaked', what: `active Flyte project ${id}` });
-    const rows = w.flyte.inspect().attributes.filter((a) => a.project === id);
-    if (rows.length > 0) problems.push({ kind: 'leaked', what: `${rows.length} Flyte attribute rows of ${id}` });
   }
   return problems;
 }
