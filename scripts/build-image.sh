@@ -136,23 +136,25 @@ make_base_images() {
     --change "ENV NODE_VERSION=$NODE_VERSION"
     --change "LABEL $RECIPE_LABEL=node-$NODE_VERSION-npm-$NPM_VERSION-$DEBIAN_SUITE-r$BASE_RECIPE")
   log "importing $BASE_IMAGE"
-  tar --numeric-owner -C "$root" -c . | "${PODMAN[@]}" import "${changes[@]}" - "$BASE_IMAGE" >/dev/null
+  tar --numeric-owner -C "$root" -c . | "${PODMAN[@]}" import -q "${changes[@]}" - "$BASE_IMAGE" >/dev/null
   chroot "$root" dpkg --purge ca-certificates openssl >/dev/null 2>&1 ||
     chroot "$root" dpkg --purge ca-certificates >/dev/null
   log "importing $BASE_RUNTIME_IMAGE"
-  tar --numeric-owner -C "$root" -c . | "${PODMAN[@]}" import "${changes[@]}" - "$BASE_RUNTIME_IMAGE" >/dev/null
+  tar --numeric-owner -C "$root" -c . | "${PODMAN[@]}" import -q "${changes[@]}" - "$BASE_RUNTIME_IMAGE" >/dev/null
 
   mkdir -p "$CACHE_DIR"
   log "saving both to $BASE_ARCHIVE"
-  "${PODMAN[@]}" save -m "$BASE_IMAGE" "$BASE_RUNTIME_IMAGE" | zstd -q -T0 -o "$BASE_ARCHIVE.partial"
+  "${PODMAN[@]}" save -q -m "$BASE_IMAGE" "$BASE_RUNTIME_IMAGE" | zstd -q -T0 -o "$BASE_ARCHIVE.partial"
   mv "$BASE_ARCHIVE.partial" "$BASE_ARCHIVE"
+  # Archives of other Node versions or recipes are never loaded again.
+  find "$CACHE_DIR" -maxdepth 1 -name 'node-*.tar.zst' ! -path "$BASE_ARCHIVE" -delete
 }
 
 ensure_base_images() {
   if base_image_current "$BASE_IMAGE" && base_image_current "$BASE_RUNTIME_IMAGE"; then return 0; fi
   if [ -f "$BASE_ARCHIVE" ]; then
     log "loading base images from $BASE_ARCHIVE"
-    zstd -dc "$BASE_ARCHIVE" | "${PODMAN[@]}" load >/dev/null
+    zstd -dc "$BASE_ARCHIVE" | "${PODMAN[@]}" load -q >/dev/null
     if base_image_current "$BASE_IMAGE" && base_image_current "$BASE_RUNTIME_IMAGE"; then return 0; fi
     log "the cached archive did not hold the expected images; making them again"
   fi
@@ -194,6 +196,6 @@ log "image ID $("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE"), size 
 if [ -n "$SAVE_FILE" ]; then
   log "saving $IMAGE to $SAVE_FILE (docker-archive)"
   rm -f "$SAVE_FILE"
-  "${PODMAN[@]}" save --format docker-archive -o "$SAVE_FILE" "$IMAGE" >&2
+  "${PODMAN[@]}" save -q --format docker-archive -o "$SAVE_FILE" "$IMAGE" >&2
 fi
 echo "$IMAGE"
