@@ -26,7 +26,8 @@
 # Host quirks handled here: podman runs with runc (crun refuses hybrid cgroup hierarchies), explicit
 # ulimits (podman's defaults exceed what root may set in some sandboxes), --network host, and when npm
 # trusts an extra CA (an intercepting proxy) that CA file is mounted into the build's RUN steps only.
-# Installs podman, runc and debootstrap with apt when missing and running as root.
+# Installs podman, runc, debootstrap and zstd with apt when missing and running as root; making the base
+# images needs root.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -87,7 +88,9 @@ base_image_current() {
 fetch_npm_package() {
   local spec="$1" dir="$2" integrity="$3" file actual
   file="$(cd "$dir" && npm pack --silent --ignore-scripts "$spec" | tail -n 1)"
-  actual="sha512-$(openssl dgst -sha512 -binary "$dir/$file" | base64 -w0)"
+  actual="$(node -e 'const c = require("node:crypto"), fs = require("node:fs");
+    process.stdout.write("sha512-" + c.createHash("sha512").update(fs.readFileSync(process.argv[1])).digest("base64"))' \
+    "$dir/$file")"
   if [ "$actual" != "$integrity" ]; then
     log "integrity mismatch for $spec: expected $integrity, got $actual"
     return 1
@@ -102,6 +105,10 @@ debian_mirror() {
 
 make_base_images() {
   local work root node_tgz npm_tgz mirror
+  if [ "$(id -u)" -ne 0 ]; then
+    log "making the base images needs root (debootstrap, chroot); run as root once, later runs load $BASE_ARCHIVE"
+    return 1
+  fi
   work="$BUILD_TMP/base"
   root="$work/root"
   mkdir -p "$work"

@@ -66,6 +66,8 @@ phase_end
 phase_begin image
 if [ $# -gt 0 ] && [ "${FWC_IMAGE_BUILD:-}" != 1 ]; then
   echo "[image] skipped: npm test was given arguments (FWC_IMAGE_BUILD=1 builds the image anyway)" >&2
+elif [ "$(id -u)" -ne 0 ] && toolchain_unavailable "building the image here needs root (debootstrap, chroot, podman)"; then
+  [ "${CI:-}" != true ] || exit 1
 elif ensure_os_packages podman runc debootstrap zstd; then
   FWC_IMAGE_REF="$(bash scripts/build-image.sh)"
   export FWC_IMAGE_REF
