@@ -2,7 +2,7 @@
 // pod in a workspace namespace. Pure. The keys are those flytectl and flytekit read themselves:
 //   * config.yaml, the flytectl config file, which flytekit reads too (~/.flyte/config.yaml or the file
 //     named by FLYTECTL_CONFIG): admin.endpoint / admin.insecure (flytectl's admin section, flytekit's
-//     Platform.URL / Platform.INSECURE), console.endpoint, and task.project / task.domain (flytectl ≥ 0.9.6
+//     Platform.URL / Platform.INSECURE), console.endpoint, and task.project / task.domain (flytectl ≥ 0.9.4
 //     fills --project/--domain from them; flytekit ≥ 1.16.4 uses them as pyflyte's defaults).
 //   * environment-style keys for `envFrom`: FLYTE_PLATFORM_URL / FLYTE_PLATFORM_INSECURE /
 //     FLYTE_PLATFORM_CONSOLE_ENDPOINT (flytekit's FLYTE_<SECTION>_<OPTION> variables) and
