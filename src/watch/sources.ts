@@ -235,7 +235,9 @@ export class ManagedSources {
       const r = new Reflector({
         client,
         path: collectionPath(kind),
-        resource: info.plural,
+        // The workspace ConfigMap watches already report as "configmaps": a watch of ours must not hide
+        // a silent one of theirs in the per-resource watch metrics.
+        resource: kind === 'ConfigMap' ? 'managed-configmaps' : info.plural,
         labelSelector: selector,
         stallSlackSeconds: o.cfg.reconcile.watchStallSeconds,
         transform: stripManagedFieldsAndStatus,
