@@ -23,6 +23,17 @@ function specFor(cfg = defaultConfig(), d: unknown = doc): WorkspaceSpec {
   return r.spec;
 }
 
+function objectsFor(cfg: ReturnType<typeof defaultConfig>) {
+  const spec = specFor(cfg);
+  return desiredKubernetesObjects({
+    cfg,
+    spec,
+    names: workspaceNames(cfg, spec.workspaceId),
+    source: 's/x',
+    roleArn: 'arn',
+  });
+}
+
 describe('desired Kubernetes objects', () => {
   it('follows the design in single-namespace mode', () => {
     const cfg = defaultConfig();
@@ -69,14 +80,7 @@ describe('desired Kubernetes objects', () => {
 
   it('binds contributors only in contributor domains when namespaces are per domain', () => {
     const cfg = mergeConfig(defaultConfig(), { names: { namespacePerDomain: true } });
-    const spec = specFor(cfg);
-    const objs = desiredKubernetesObjects({
-      cfg,
-      spec,
-      names: workspaceNames(cfg, spec.workspaceId),
-      source: 's/x',
-      roleArn: 'arn',
-    });
+    const objs = objectsFor(cfg);
     const bindings = objs
       .filter((o) => o.kind === 'RoleBinding')
       .map((o) => `${o.metadata.namespace}:${o.metadata.labels?.['workspaces.flyte.org/role']}`);
@@ -94,14 +98,7 @@ describe('desired Kubernetes objects', () => {
       names: { namespacePerDomain: true },
       flyte: { userEndpoint: 'flyte.example.com:443', consoleBaseUrl: 'https://flyte.example.com/' },
     });
-    const spec = specFor(cfg);
-    const objs = desiredKubernetesObjects({
-      cfg,
-      spec,
-      names: workspaceNames(cfg, spec.workspaceId),
-      source: 's/x',
-      roleArn: 'arn',
-    });
+    const objs = objectsFor(cfg);
     const contexts = objs.filter((o) => o.kind === 'ConfigMap');
     expect(contexts.map((o) => `${o.metadata.namespace}/${o.metadata.name}`)).toEqual([
       'ml-research-development/flyte-workspace-context',
@@ -138,14 +135,7 @@ describe('desired Kubernetes objects', () => {
 
   it('without flyte.userEndpoint the context has project, domain and workspace variables but no endpoint', () => {
     const cfg = mergeConfig(defaultConfig(), { domains: ['dev', 'prod'], rbac: { contributorDomains: ['dev'] } });
-    const spec = specFor(cfg);
-    const objs = desiredKubernetesObjects({
-      cfg,
-      spec,
-      names: workspaceNames(cfg, spec.workspaceId),
-      source: 's/x',
-      roleArn: 'arn',
-    });
+    const objs = objectsFor(cfg);
     const [cm, ...more] = objs.filter((o) => o.kind === 'ConfigMap');
     expect(more).toEqual([]);
     const { 'config.yaml': file, ...env } = (cm?.data ?? {}) as Record<string, string>;
