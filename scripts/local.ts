@@ -454,6 +454,15 @@ async function summary(env: Env, ws: ExampleWorkspace, status: WorkspaceStatus):
       const arn = sa.metadata?.annotations?.[ROLE_ARN_ANNOTATION];
       row('service account', `${ns}/${sa.metadata?.name}  ${ROLE_ARN_ANNOTATION}=${arn ?? '(none)'}`);
     }
+    const contexts = await core.listNamespacedConfigMap({ namespace: ns, labelSelector: managed });
+    for (const c of contexts.items) {
+      const d = c.data ?? {};
+      const endpoint = d.FLYTE_PLATFORM_URL ?? '(unset)';
+      row(
+        'user context',
+        `${ns}/${c.metadata?.name}  project=${d.FLYTE_DEFAULT_PROJECT} domain=${d.FLYTE_DEFAULT_DOMAIN} endpoint=${endpoint}`,
+      );
+    }
   }
   if (status.roleArn) {
     const iam = new IAMClient({
@@ -805,7 +814,15 @@ async function main(): Promise<number> {
     const configPath = join(opts.dir, 'config.json');
     const config = localConfig({
       sourceNamespaces,
-      flyte: { enabled: true, endpoint: flyte.url, insecure: true, auth: { type: 'none' } },
+      flyte: {
+        enabled: true,
+        endpoint: flyte.url,
+        insecure: true,
+        auth: { type: 'none' },
+        // Users of the local run reach the same double (plaintext gRPC).
+        userEndpoint: new URL(flyte.url).host,
+        userInsecure: true,
+      },
       aws: { enabled: true, endpoint: moto.endpoint, region: AWS_ENV.AWS_REGION },
       server: { metricsPort, healthPort, bindAddress: '127.0.0.1' },
       leaderElection: { enabled: true },

@@ -70,6 +70,7 @@ export const MANAGED_KINDS: KindName[] = [
   'ResourceQuota',
   'NetworkPolicy',
   'ServiceAccount',
+  'ConfigMap',
   'RoleBinding',
 ];
 
@@ -294,7 +295,14 @@ export class HttpKubeApi implements KubeApi {
 
   async mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject> {
     return this.stats.track(`patch_${ref.kind}`, true, async () => {
-      const out = await this.request<KubeObject>('PATCH', objectPath(ref), patch, 'application/merge-patch+json');
+      // Named like the applies, so every field the controller writes shows one manager.
+      const q = new URLSearchParams({ fieldManager: this.opts.fieldManager });
+      const out = await this.request<KubeObject>(
+        'PATCH',
+        `${objectPath(ref)}?${q}`,
+        patch,
+        'application/merge-patch+json',
+      );
       this.opts.onWritten?.(out);
       return out;
     });

@@ -40,7 +40,7 @@ const SMALL = {
   pods: '20',
   persistentvolumeclaims: '5',
 };
-const NAMESPACED_KINDS: KindName[] = ['ResourceQuota', 'NetworkPolicy', 'ServiceAccount', 'RoleBinding'];
+const NAMESPACED_KINDS: KindName[] = ['ResourceQuota', 'NetworkPolicy', 'ServiceAccount', 'ConfigMap', 'RoleBinding'];
 
 let env: DaemonEnv;
 let daemon: Daemon;
