@@ -1,4 +1,6 @@
-// Helpers for integration tests that talk to the shared control plane started by global-setup.ts.
+// Kubernetes helpers for whoever drives a control plane from outside the controller: the integration
+// tests, `npm run local` and the benchmarks. No test framework here; test/support/kube.ts adds the
+// vitest-bound defaults.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { inspect } from 'node:util';
@@ -11,7 +13,6 @@ import {
   PatchStrategy,
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
-import { inject } from 'vitest';
 import {
   ADMIN_USERNAME,
   CONTROLLER_NAMESPACE,
@@ -26,9 +27,8 @@ export type { Identity, KubeConnection };
 /**
  * A KubeConfig for one of the two identities: `admin` (system:masters) or `controller` (the controller's
  * ServiceAccount name and groups, so it gets exactly the RBAC in manifests/rbac.yaml).
- * Without `conn`, uses the connection the global setup provided (only callable inside a test worker).
  */
-export function kubeConfigFor(identity: Identity, conn: KubeConnection = inject('kube')): KubeConfig {
+export function kubeConfigFor(identity: Identity, conn: KubeConnection): KubeConfig {
   const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
   const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
   const kc = new KubeConfig();

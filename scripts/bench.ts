@@ -18,6 +18,10 @@ import { parseArgs } from 'node:util';
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import pino from 'pino';
 import { type Dispatcher, request as undiciRequest } from 'undici';
+import { type ControlPlane, startControlPlane } from '../harness/controlplane.js';
+import { type FlyteAdminDouble, startFlyteAdminDouble } from '../harness/flyteadmin-double.js';
+import { applyManifestFile, bindSourceNamespace, kubeConfigFor } from '../harness/kube.js';
+import { type Moto, startMoto } from '../harness/moto.js';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi, type KubeObject } from '../src/adapters/kubernetes.js';
 import {
@@ -30,7 +34,6 @@ import {
 } from '../src/config/config.js';
 import { roleArnFor } from '../src/desired/iam-arn.js';
 import { desiredKubernetesObjects } from '../src/desired/kubernetes.js';
-import { workspaceNames } from '../src/desired/names.js';
 import { KubeEventRecorder } from '../src/reconcile/events.js';
 import {
   serializeStatus,
@@ -39,11 +42,8 @@ import {
   stepStatus,
   type WorkspaceStatus,
 } from '../src/reconcile/status.js';
+import { workspaceNames } from '../src/spec/names.js';
 import { parseWorkspace } from '../src/spec/workspace.js';
-import { type ControlPlane, startControlPlane } from '../test/support/controlplane.js';
-import { type FlyteAdminDouble, startFlyteAdminDouble } from '../test/support/flyteadmin-double.js';
-import { applyManifestFile, bindSourceNamespace, kubeConfigFor } from '../test/support/kube.js';
-import { type Moto, startMoto } from '../test/support/moto.js';
 import { CpuMeter, type CpuUsage, controlPlanePids, cpuBetween, processRssBytes, round } from './bench/proc.js';
 import {
   parseProm,

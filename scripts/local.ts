@@ -37,6 +37,14 @@ import {
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
 import {
+  CONTROLLER_NAMESPACE,
+  CONTROLLER_SERVICE_ACCOUNT,
+  type ControlPlane,
+  startControlPlane,
+} from '../harness/controlplane.js';
+import { FlyteAdminDouble } from '../harness/flyteadmin-double.js';
+import { type Moto, startMoto } from '../harness/moto.js';
+import {
   defaultConfig,
   MANAGED_BY_LABEL,
   mergeConfig,
@@ -46,14 +54,6 @@ import {
 import { MatchableResource } from '../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import { Project_ProjectState } from '../src/gen/flyteidl/admin/project_pb.js';
 import { parseStatus, type WorkspaceStatus } from '../src/reconcile/status.js';
-import {
-  CONTROLLER_NAMESPACE,
-  CONTROLLER_SERVICE_ACCOUNT,
-  type ControlPlane,
-  startControlPlane,
-} from '../test/support/controlplane.js';
-import { FlyteAdminDouble } from '../test/support/flyteadmin-double.js';
-import { type Moto, startMoto } from '../test/support/moto.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const NAMESPACES = [CONTROLLER_NAMESPACE, 'workspace-platform', 'flyte'];

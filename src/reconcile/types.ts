@@ -1,7 +1,7 @@
 // The contract between the reconciler and each external system's step (Kubernetes, IAM, FlyteAdmin).
 import type { Logger } from 'pino';
 import type { ControllerConfig } from '../config/config.js';
-import type { WorkspaceNames } from '../desired/names.js';
+import type { WorkspaceNames } from '../spec/names.js';
 import type { WorkspaceSpec } from '../spec/workspace.js';
 import type { WorkspaceStatus } from './status.js';
 

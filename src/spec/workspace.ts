@@ -2,7 +2,7 @@
 // so the platform team can fix the document from the Warning Event alone.
 import { createHash } from 'node:crypto';
 import type { ControllerConfig } from '../config/config.js';
-import { maxWorkspaceIdLength, workspaceNames } from '../desired/names.js';
+import { maxWorkspaceIdLength, workspaceNames } from './names.js';
 
 export type WorkspaceRole = 'owner' | 'contributor';
 

@@ -2,6 +2,7 @@
 // double over real gRPC and the moto IAM emulator.
 import { GetRoleCommand, IAMClient, ListRolePoliciesCommand } from '@aws-sdk/client-iam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FlyteAdminDouble, startFlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import type { SdkIamApi } from '../../src/adapters/iam.js';
 import { Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import {
@@ -14,7 +15,6 @@ import {
   waitForStatus,
   workspaceDoc,
 } from '../support/controller-fixture.js';
-import { type FlyteAdminDouble, startFlyteAdminDouble } from '../support/flyteadmin-double.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 
 let f: Fixture;

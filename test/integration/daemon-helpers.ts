@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
 import { inject } from 'vitest';
+import { CONTROLLER_USERNAME } from '../../harness/controlplane.js';
+import { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { HttpKubeApi, type KubeObject } from '../../src/adapters/kubernetes.js';
 import { STATUS_ANNOTATION } from '../../src/config/config.js';
 import { parseStatus, type WorkspaceStatus } from '../../src/reconcile/status.js';
-import { CONTROLLER_USERNAME } from '../support/controlplane.js';
-import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 import { bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from '../support/kube.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');

@@ -1,13 +1,13 @@
 // Shared setup for the Flyte integration tests: config pointing at a FlyteAdmin double, a parsed
 // workspace spec, step contexts, and the real gRPC client.
 import { pino } from 'pino';
+import type { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { createFlyteAdminClient, type FlyteAdminClient } from '../../src/adapters/flyteadmin.js';
 import { type ControllerConfig, defaultConfig, mergeConfig } from '../../src/config/config.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import type { StepBaseContext, StepContext } from '../../src/reconcile/types.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { validateWorkspace, type WorkspaceSpec } from '../../src/spec/workspace.js';
-import type { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 

@@ -1,6 +1,7 @@
 // The Flyte step through the real gRPC client against the FlyteAdmin double.
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import type { FlyteAdminClient } from '../../src/adapters/flyteadmin.js';
 import { MANAGED_BY_LABEL, WORKSPACE_ID_LABEL } from '../../src/config/config.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
@@ -11,7 +12,6 @@ import {
 } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
 import { errorOutcome, StepError } from '../../src/reconcile/types.js';
-import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 import { baseContext, client, flyteConfig, stepContext, uniqueId, workspaceSpec } from './flyte-helpers.js';
 
 const DOMAINS = ['development', 'staging', 'production'];

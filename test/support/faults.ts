@@ -30,6 +30,16 @@ import {
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { inject } from 'vitest';
+import { type FaultProxy, startFaultProxy } from '../../harness/aws-fault-proxy.js';
+import {
+  ADMIN_USERNAME,
+  CONTROLLER_USERNAME,
+  type ControlPlane,
+  type Identity,
+  type KubeConnection,
+  startControlPlane,
+} from '../../harness/controlplane.js';
+import { type FlyteAdminDouble, startFlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { SdkIamApi } from '../../src/adapters/iam.js';
 import { HttpKubeApi, type KubeObject, MANAGED_KINDS, refOf } from '../../src/adapters/kubernetes.js';
@@ -47,23 +57,13 @@ import { desiredFlyteState, ownsProject } from '../../src/desired/flyte.js';
 import { desiredIamRole, IAM_TAG_WORKSPACE_ID } from '../../src/desired/iam.js';
 import { roleArnFor } from '../../src/desired/iam-arn.js';
 import { desiredKubernetesObjects, workspaceSelector } from '../../src/desired/kubernetes.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import { Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { containsDesired } from '../../src/reconcile/diff.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { parseWorkspace } from '../../src/spec/workspace.js';
 import type { WatchTuning } from '../../src/watch/sources.js';
-import { type FaultProxy, startFaultProxy } from './aws-fault-proxy.js';
 import type { Fixture } from './controller-fixture.js';
-import {
-  ADMIN_USERNAME,
-  CONTROLLER_USERNAME,
-  type ControlPlane,
-  type Identity,
-  type KubeConnection,
-  startControlPlane,
-} from './controlplane.js';
-import { type FlyteAdminDouble, startFlyteAdminDouble } from './flyteadmin-double.js';
 import { applyManifestFile, bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from './kube.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
