@@ -1,7 +1,7 @@
 // Desired Kubernetes objects for one workspace. Pure: same spec + config → same objects, no I/O.
 import { createHash } from 'node:crypto';
-import type { KubeObject } from '../adapters/kubernetes.js';
 import { type ControllerConfig, MANAGED_BY_LABEL, SOURCE_ANNOTATION, WORKSPACE_ID_LABEL } from '../config/config.js';
+import type { KubeObject } from '../kinds/kubernetes.js';
 import type { WorkspaceNames } from '../spec/names.js';
 import type { WorkspaceSpec, WorkspaceUser } from '../spec/workspace.js';
 
