@@ -280,6 +280,15 @@ async function until(
 // ---------------------------------------------------------------------------------------------------------
 // Files
 
+/** Writes `<dir>/<identity>.kubeconfig` for a connection (e.g. for a controller started as a child process). */
+export function writeKubeconfigFile(conn: KubeConnection, identity: Identity, dir: string): string {
+  const file = join(dir, `${identity}.kubeconfig`);
+  const [user, token] =
+    identity === 'admin' ? [ADMIN_USERNAME, conn.adminToken] : [CONTROLLER_USERNAME, conn.controllerToken];
+  writeFileSync(file, kubeconfigYaml(conn.server, conn.caData, user, token), { mode: 0o600 });
+  return file;
+}
+
 function kubeconfigYaml(server: string, caData: string, user: string, token: string): string {
   // JSON is valid YAML; no dependency needed.
   return JSON.stringify(

@@ -1,6 +1,8 @@
 // What one benchmark pass measures: the shapes bench.ts fills in and report.ts renders.
+
+import type { SystemName } from '../../src/kinds/step.js';
 import type { CpuUsage } from './proc.js';
-import type { RequestCounts, SystemName } from './prom.js';
+import type { RequestCounts } from './prom.js';
 import type { TrialKind } from './trials.js';
 
 export interface ApiserverLoad {
