@@ -1,7 +1,7 @@
 // In-process FlyteAdmin test double: a real gRPC (HTTP/2 cleartext) server on loopback serving the
 // trimmed `flyteidl.service.AdminService` with the generated messages, implementing FlyteAdmin's
-// documented project and matchable-attribute semantics (see /work/shared/notes/flyteadmin.md §2–§3 and
-// its test-double checklist), plus fault injection, call counters and auth for tests and local runs.
+// project and matchable-attribute semantics (docs/external-systems.md, which also lists what it does
+// not reproduce yet), plus fault injection, call counters and auth for tests and local runs.
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { clone, create, type Message, type MessageInitShape } from '@bufbuild/protobuf';

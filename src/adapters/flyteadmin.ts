@@ -2,7 +2,7 @@
 // transport (h2c when insecure, TLS with an optional extra CA otherwise), with bearer-token or OAuth2
 // client-credentials auth, a per-call deadline, retries with backoff + jitter for transient codes only,
 // and a request budget (shared concurrency limit + a total time budget per reconcile step) so one slow
-// FlyteAdmin cannot stall the work queue. See /work/shared/notes/flyteadmin.md for server semantics.
+// FlyteAdmin cannot stall the work queue. docs/external-systems.md has the server semantics it relies on.
 import { readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';

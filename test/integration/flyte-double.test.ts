@@ -1,5 +1,5 @@
 // The FlyteAdmin double itself, through a plain connect client: it must reproduce FlyteAdmin's
-// documented semantics (notes/flyteadmin.md, test-double checklist), or tests of the step prove nothing.
+// semantics (docs/external-systems.md), or tests of the step prove nothing.
 import { type Client, Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
