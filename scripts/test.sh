@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What `npm test` (and CI, through .ci/run) runs: lint, typecheck, generated-code check, build, the container
-# image, the real control-plane binaries, then every vitest project including the integration tests on a real
+# What `npm test` (and CI, through .ci/run) runs: lint, typecheck, layer check, generated-code check, build, the
+# container image, the real control-plane binaries, then every vitest project including the integration tests on a real
 # kube-apiserver. Extra arguments go to vitest: `npm test -- test/unit`, `npm test -- -t 'quota'`.
 #
 # A green run means tests ran and passed: the run fails if any test failed, was skipped or is a todo,
@@ -47,6 +47,11 @@ phase_end
 
 phase_begin typecheck
 npx tsc -p tsconfig.json --noEmit
+phase_end
+
+# Imports go one way through the layers (scripts/check-layers.ts, docs/design.md).
+phase_begin layers
+npx tsx scripts/check-layers.ts
 phase_end
 
 # Hook: generated code (protobuf etc.) must match its sources.

@@ -1,7 +1,8 @@
 // Markdown rendering of a benchmark report (the JSON next to it has every number).
-import type { ApiCost, PassResult } from '../bench.js';
+
 import type { CpuUsage } from './proc.js';
 import { SYSTEMS } from './prom.js';
+import type { ApiCost, PassResult } from './results.js';
 
 interface Report {
   meta: {

@@ -1,8 +1,8 @@
 // Counts calls an adapter makes to its external system, split into reads and writes, so tests and the
 // benchmark can assert "a no-op reconcile writes nothing" and metrics can report per-operation outcomes.
 import { Code, ConnectError } from '@connectrpc/connect';
+import type { SystemName } from '../kinds/step.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { SystemName } from '../reconcile/types.js';
 
 /** A write refused because this process may not write any more (e.g. it no longer holds the leader Lease). */
 export class WriteFencedError extends Error {

@@ -4,35 +4,11 @@
 import { createHash } from 'node:crypto';
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { Agent, type Dispatcher, request as undiciRequest } from 'undici';
+import type { KubeObject, ObjectRef } from '../kinds/kubernetes.js';
 import { type ApiServerContact, apiServerContact, trackContact } from './apiserver-contact.js';
 import type { CallStats } from './call-stats.js';
 
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: KubeMetadata;
-  [field: string]: unknown;
-}
-
-export interface KubeMetadata {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  finalizers?: string[];
-  [field: string]: unknown;
-}
-
-export interface ObjectRef {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  namespace?: string;
-}
+export type { KubeMetadata, KubeObject, ObjectRef } from '../kinds/kubernetes.js';
 
 export interface KindInfo {
   apiVersion: string;

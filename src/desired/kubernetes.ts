@@ -1,10 +1,10 @@
 // Desired Kubernetes objects for one workspace. Pure: same spec + config → same objects, no I/O.
 import { createHash } from 'node:crypto';
-import type { KubeObject } from '../adapters/kubernetes.js';
 import { type ControllerConfig, MANAGED_BY_LABEL, SOURCE_ANNOTATION, WORKSPACE_ID_LABEL } from '../config/config.js';
+import type { KubeObject } from '../kinds/kubernetes.js';
+import type { WorkspaceNames } from '../spec/names.js';
 import type { WorkspaceSpec, WorkspaceUser } from '../spec/workspace.js';
 import { workspaceContext, workspaceContextData } from './context.js';
-import type { WorkspaceNames } from './names.js';
 
 export const DOMAIN_LABEL = 'workspaces.flyte.org/domain';
 export const ROLE_LABEL = 'workspaces.flyte.org/role';

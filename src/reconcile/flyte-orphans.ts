@@ -10,8 +10,8 @@
 import type { Logger } from 'pino';
 import type { FlyteAdminApi } from '../adapters/flyteadmin.js';
 import { type ControllerConfig, MANAGED_BY_LABEL, WORKSPACE_ID_LABEL } from '../config/config.js';
-import { workspaceNames } from '../desired/names.js';
 import { type Project, Project_ProjectState } from '../gen/flyteidl/admin/project_pb.js';
+import { workspaceNames } from '../spec/names.js';
 import { archiveProject } from './steps/flyte.js';
 
 export interface FlyteOrphan {

@@ -3,9 +3,9 @@
 import type { Logger } from 'pino';
 import type { KubeApi, KubeObject } from '../adapters/kubernetes.js';
 import { type ControllerConfig, FINALIZER, RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '../config/config.js';
-import { workspaceNames } from '../desired/names.js';
 import { reconcileLogger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { workspaceNames } from '../spec/names.js';
 import {
   formatFieldErrors,
   type ParseResult,

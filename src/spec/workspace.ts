@@ -3,8 +3,8 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { ControllerConfig } from '../config/config.js';
-import { maxWorkspaceIdLength, workspaceNames } from '../desired/names.js';
 import { childPath, parseStrictJson, quote } from './json.js';
+import { maxWorkspaceIdLength, workspaceNames } from './names.js';
 
 export type WorkspaceRole = 'owner' | 'contributor';
 

@@ -1,5 +1,5 @@
 // A small list-watch reflector in the style of client-go's tools/cache/reflector.go, instead of client-node's
-// makeInformer (which stops for good on any non-410 error and can stall silently, see shared notes §1.3–1.4).
+// makeInformer (which stops for good on any non-410 error and can stall silently, see docs/external-systems.md).
 //
 //   LIST (paginated) → replace the store, emitting ADDED/MODIFIED/DELETED against the previous store, so a
 //   relist after a gap synthesises the DELETEs that were missed → WATCH from the list resourceVersion with

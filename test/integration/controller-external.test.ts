@@ -4,6 +4,7 @@ import { GetRoleCommand, IAMClient, ListRolePoliciesCommand } from '@aws-sdk/cli
 import { type Client, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FlyteAdminDouble, startFlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import type { SdkIamApi } from '../../src/adapters/iam.js';
 import { MANAGED_BY_LABEL, RECONCILE_REQUEST_ANNOTATION, WORKSPACE_ID_LABEL } from '../../src/config/config.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
@@ -19,7 +20,6 @@ import {
   waitForStatus,
   workspaceDoc,
 } from '../support/controller-fixture.js';
-import { type FlyteAdminDouble, startFlyteAdminDouble } from '../support/flyteadmin-double.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 import { expectUserOverridesIntact, setUserOverrides, type UserOverrides } from './flyte-helpers.js';
 

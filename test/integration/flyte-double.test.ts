@@ -3,10 +3,10 @@
 import { type Client, Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import { InactiveProjectSchema, Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { AdminService } from '../../src/gen/flyteidl/service/admin_projects_pb.js';
-import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 
 let double: FlyteAdminDouble;
 let admin: Client<typeof AdminService>;

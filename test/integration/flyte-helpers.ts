@@ -3,15 +3,15 @@
 import type { Client } from '@connectrpc/connect';
 import { pino } from 'pino';
 import { expect } from 'vitest';
+import type { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { createFlyteAdminClient, type FlyteAdminClient } from '../../src/adapters/flyteadmin.js';
 import { type ControllerConfig, defaultConfig, mergeConfig } from '../../src/config/config.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import type { AdminService } from '../../src/gen/flyteidl/service/admin_projects_pb.js';
 import type { StepBaseContext, StepContext } from '../../src/reconcile/types.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { validateWorkspace, type WorkspaceSpec } from '../../src/spec/workspace.js';
-import type { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 
 export const silentLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 

@@ -3,13 +3,13 @@
 // is a substring match, and archives only projects of workspaces that no longer exist.
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import type { FlyteAdminClient } from '../../src/adapters/flyteadmin.js';
 import { MANAGED_BY_LABEL, WORKSPACE_ID_LABEL } from '../../src/config/config.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import { Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { sweepFlyteOrphans } from '../../src/reconcile/flyte-orphans.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
-import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 import { client, flyteConfig, silentLog, stepContext, uniqueId, workspaceSpec } from './flyte-helpers.js';
 
 let double: FlyteAdminDouble;

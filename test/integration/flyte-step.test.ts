@@ -2,6 +2,7 @@
 import { type Client, Code, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import type { FlyteAdminClient } from '../../src/adapters/flyteadmin.js';
 import { MANAGED_BY_LABEL, mergeConfig, WORKSPACE_ID_LABEL } from '../../src/config/config.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
@@ -13,7 +14,6 @@ import {
 import { AdminService } from '../../src/gen/flyteidl/service/admin_projects_pb.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
 import { errorOutcome, StepError } from '../../src/reconcile/types.js';
-import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 import {
   baseContext,
   client,

@@ -3,9 +3,9 @@
 // through Kubernetes, IAM (moto) and FlyteAdmin (the double). The failover, shutdown and probe tests are
 // in operability-failover.test.ts; manifests in operability-manifests.test.ts; plan in operability-plan.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ControllerProcess } from '../../harness/controller-process.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 import {
-  type Daemon,
   type DaemonEnv,
   daemonEnv,
   idleScrape,
@@ -22,7 +22,7 @@ const CONTROLLER = 'workspace';
 const Q = { name: CONTROLLER, controller: CONTROLLER };
 
 let env: DaemonEnv;
-let daemon: Daemon;
+let daemon: ControllerProcess;
 const ids: string[] = [];
 
 beforeAll(async () => {

@@ -2,8 +2,8 @@ import { loadYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, mergeConfig } from '../../src/config/config.js';
 import { desiredKubernetesObjects, roleBindingName } from '../../src/desired/kubernetes.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import { containsDesired, diffPaths } from '../../src/reconcile/diff.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { validateWorkspace, type WorkspaceSpec } from '../../src/spec/workspace.js';
 
 const doc = {

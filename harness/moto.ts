@@ -1,5 +1,5 @@
 // Starts moto's server (an AWS emulator; we use its IAM) on a free local port for tests.
-// See shared notes "kubernetes-and-aws.md" §4 for what moto does and where it deviates from AWS.
+// docs/external-systems.md (IAM) says where moto deviates from AWS; no test may rely on those deviations.
 //
 // The server is `python -m moto.server -H 127.0.0.1 -p 0` (the project's pinned venv), run through a tiny
 // wrapper that also exits when its stdin closes: if the test process dies without running exit handlers

@@ -12,7 +12,7 @@ import {
   type MatchingAttributes,
   MatchingAttributesSchema,
   WorkflowExecutionConfigSchema,
-} from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
+} from '../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import {
   type Domain,
   DomainSchema,
@@ -20,8 +20,8 @@ import {
   type Project,
   Project_ProjectState,
   ProjectSchema,
-} from '../../src/gen/flyteidl/admin/project_pb.js';
-import { AdminService } from '../../src/gen/flyteidl/service/admin_projects_pb.js';
+} from '../src/gen/flyteidl/admin/project_pb.js';
+import { AdminService } from '../src/gen/flyteidl/service/admin_projects_pb.js';
 
 export type AdminMethod = (typeof AdminService.methods)[number]['name'];
 
