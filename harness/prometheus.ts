@@ -122,8 +122,11 @@ export class PrometheusApiError extends Error {
 export interface Prometheus {
   url: string;
   dir: string;
-  /** Instant query at the current time. Throws PrometheusApiError with Prometheus's message when invalid. */
-  query(expr: string): Promise<Sample[]>;
+  /**
+   * Instant query at `time` (Unix seconds; default now). Throws PrometheusApiError with Prometheus's message
+   * when invalid.
+   */
+  query(expr: string, time?: number): Promise<Sample[]>;
   /** Every series selector in `expr`, from Prometheus's own parser. Throws PrometheusApiError when invalid. */
   selectors(expr: string): Promise<Selector[]>;
   /** Values of `label` on the series matching `match`. */
@@ -133,9 +136,10 @@ export interface Prometheus {
   stop(): Promise<void>;
 }
 
-/** PromQL text of a selector: `{__name__="x", a=~"b"}` (JSON string quoting is valid PromQL quoting). */
+/** PromQL text of a selector: `x{a=~"b"}` (JSON string quoting is valid PromQL quoting). */
 export function selectorText(s: Selector): string {
-  return `{${s.matchers.map((m) => `${m.name}${m.type}${JSON.stringify(m.value)}`).join(', ')}}`;
+  const rest = s.matchers.filter((m) => !(s.name && m.name === '__name__' && m.type === '='));
+  return `${s.name}{${rest.map((m) => `${m.name}${m.type}${JSON.stringify(m.value)}`).join(', ')}}`;
 }
 
 function collectSelectors(node: unknown, out: Selector[]): void {
@@ -259,8 +263,10 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<Promethe
   return {
     url,
     dir,
-    async query(expr) {
-      const data = await api<{ resultType: string; result: Sample[] }>('query', { query: expr });
+    async query(expr, time) {
+      const params: Record<string, string> = { query: expr };
+      if (time !== undefined) params.time = String(time);
+      const data = await api<{ resultType: string; result: Sample[] }>('query', params);
       if (data.resultType !== 'vector') throw new PrometheusApiError(`${expr}: a ${data.resultType}, not a vector`);
       return data.result;
     },
