@@ -15,17 +15,10 @@ set -euo pipefail
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-3.16.0}"
 BINARIES=(prometheus promtool)
 
-have_all() { local d="$1"; for b in "${BINARIES[@]}"; do [ -x "$d/$b" ] || return 1; done; }
-
-if [ -n "${PROMETHEUS_BIN:-}" ]; then
-  if have_all "$PROMETHEUS_BIN"; then echo "$PROMETHEUS_BIN"; exit 0; fi
-  echo "PROMETHEUS_BIN=$PROMETHEUS_BIN does not contain ${BINARIES[*]}" >&2
-  exit 1
-fi
-
-CACHE_ROOT="${FWC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/flyte-workspace-controller}"
+# shellcheck source=lib/cached-binaries.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cached-binaries.sh"
 OUT="$CACHE_ROOT/prometheus/v$PROMETHEUS_VERSION"
-if have_all "$OUT/bin"; then echo "$OUT/bin"; exit 0; fi
+use_existing_binaries PROMETHEUS_BIN "$OUT/bin" "${BINARIES[@]}"
 
 command -v go >/dev/null || { echo "go is not installed: it is needed once to build prometheus and promtool" >&2; exit 1; }
 
