@@ -194,7 +194,7 @@ class PortInUseError extends ControlPlaneError {
 }
 
 /** `n` distinct free loopback ports (held open together while picking, so they cannot coincide). */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers = Array.from({ length: n }, () => createServer());
   const ports = await Promise.all(
     servers.map(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `npm test` (and CI, through .ci/run) runs: lint, typecheck, layer check, generated-code check, build, the
-# container image, the real control-plane binaries, then every vitest project including the integration tests on a real
-# kube-apiserver. Extra arguments go to vitest: `npm test -- test/unit`, `npm test -- -t 'quota'`.
+# container image, the real control-plane binaries, prometheus and promtool (and promtool's checks of the alert
+# rules), then every vitest project including the integration tests on a real kube-apiserver. Extra arguments
+# go to vitest: `npm test -- test/unit`, `npm test -- -t 'quota'`.
 #
 # A green run means tests ran and passed: the run fails if any test failed, was skipped or is a todo,
 # or if the integration project ran no test at all (unless the arguments filter the run).
@@ -89,6 +90,17 @@ phase_begin control-plane-binaries
 KUBEBUILDER_ASSETS="$(bash scripts/build-control-plane.sh)"
 export KUBEBUILDER_ASSETS
 echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS" >&2
+phase_end
+
+phase_begin prometheus-binaries
+PROMETHEUS_BIN="$(bash scripts/build-prometheus.sh)"
+export PROMETHEUS_BIN
+echo "PROMETHEUS_BIN=$PROMETHEUS_BIN" >&2
+phase_end
+
+# promtool check rules and promtool test rules on the PrometheusRule (test/prometheus/*.test.yaml).
+phase_begin prometheus-rules
+npx tsx scripts/check-prometheus-rules.ts
 phase_end
 
 # Does the user's argument list narrow the run? Then "integration ran 0 tests" is expected, and with a

@@ -108,6 +108,10 @@ export interface BackoffOptions {
   resetAfterMs: number;
 }
 
+/** Why a watch was opened again (the `reason` of flyte_workspace_watch_restarts_total). */
+const RESTART_REASONS = ['timeout', 'expired', 'stalled', 'error'] as const;
+type RestartReason = (typeof RESTART_REASONS)[number];
+
 /** client-go reflector defaults (tools/cache/reflector.go). */
 export const DEFAULT_BACKOFF: BackoffOptions = {
   initialMs: 800,
@@ -216,6 +220,8 @@ export class Reflector {
     this.path = opts.path;
     this.resource = opts.resource ?? opts.path.split('/').filter(Boolean).at(-1) ?? opts.path;
     this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    // Every reason at 0 from the start: rate() and increase() only see a restart on a series seen before it.
+    for (const reason of RESTART_REASONS) opts.metrics?.watchRestarts.inc({ resource: this.resource, reason }, 0);
     this.log = opts.log?.child({
       reflector: this.path,
       ...(opts.labelSelector ? { selector: opts.labelSelector } : {}),
@@ -571,7 +577,7 @@ export class Reflector {
     }
   }
 
-  private restarted(reason: 'timeout' | 'expired' | 'stalled' | 'error'): void {
+  private restarted(reason: RestartReason): void {
     this.opts.metrics?.watchRestarts.inc({ resource: this.resource, reason });
   }
 

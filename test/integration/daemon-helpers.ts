@@ -16,6 +16,7 @@ import { CallStats } from '../../src/adapters/call-stats.js';
 import { HttpKubeApi } from '../../src/adapters/kubernetes.js';
 import { bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from '../support/kube.js';
 
+export type { ControllerProcess as Daemon } from '../../harness/controller-process.js';
 export type { Samples } from '../../harness/metrics-text.js';
 export { putWorkspace, workspaceDoc, workspaceStatus } from '../../harness/workspaces.js';
 

@@ -8,13 +8,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CLI, type ControllerProcess, REPO_ROOT } from '../../harness/controller-process.js';
+import { CLI, REPO_ROOT } from '../../harness/controller-process.js';
 import { CONTROLLER_USERNAME } from '../../harness/controlplane.js';
 import { type KubeProxy, startKubeProxy } from '../support/faults.js';
 import { waitFor } from '../support/kube.js';
-import { type DaemonEnv, daemonEnv, startDaemon } from './daemon-helpers.js';
-
-type Daemon = ControllerProcess;
+import { type Daemon, type DaemonEnv, daemonEnv, startDaemon } from './daemon-helpers.js';
 
 let env: DaemonEnv;
 
