@@ -141,8 +141,8 @@ export interface KubeApi {
   list(kind: KindName, opts?: ListOptions): Promise<KubeObject[]>;
   /** Server-side apply with the controller's field manager and force. */
   apply(obj: KubeObject, opts?: ApplyOptions): Promise<KubeObject>;
-  /** JSON merge patch (used for Event counts). */
-  mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject>;
+  /** JSON merge patch (Event counts; the CLI's rerun annotation, under its own field manager). */
+  mergePatch(ref: ObjectRef, patch: unknown, opts?: { fieldManager?: string }): Promise<KubeObject>;
   create(obj: KubeObject): Promise<KubeObject>;
   /** Returns false when the object was already gone. */
   delete(ref: ObjectRef, opts?: DeleteOptions): Promise<boolean>;
@@ -288,9 +288,11 @@ export class HttpKubeApi implements KubeApi {
     });
   }
 
-  async mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject> {
+  async mergePatch(ref: ObjectRef, patch: unknown, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
     return this.stats.track(`patch_${ref.kind}`, true, async () => {
-      const out = await this.request<KubeObject>('PATCH', objectPath(ref), patch, 'application/merge-patch+json');
+      const query = opts.fieldManager ? `?${new URLSearchParams({ fieldManager: opts.fieldManager })}` : '';
+      const path = objectPath(ref) + query;
+      const out = await this.request<KubeObject>('PATCH', path, patch, 'application/merge-patch+json');
       this.opts.onWritten?.(out);
       return out;
     });
