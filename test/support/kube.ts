@@ -19,18 +19,20 @@ import {
   CONTROLLER_USERNAME,
   type Identity,
   type KubeConnection,
+  ONCALL_USERNAME,
 } from './controlplane.js';
 
 export type { Identity, KubeConnection };
 
 /**
- * A KubeConfig for one of the two identities: `admin` (system:masters) or `controller` (the controller's
- * ServiceAccount name and groups, so it gets exactly the RBAC in manifests/rbac.yaml).
+ * A KubeConfig for one of the identities: `admin` (system:masters), `controller` (the controller's
+ * ServiceAccount name and groups, so it gets exactly the RBAC in manifests/rbac.yaml) or `oncall` (a person
+ * in group flyte-workspace-oncall, with only what manifests/oncall-rbac.yaml grants).
  * Without `conn`, uses the connection the global setup provided (only callable inside a test worker).
  */
 export function kubeConfigFor(identity: Identity, conn: KubeConnection = inject('kube')): KubeConfig {
-  const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-  const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+  const user = { admin: ADMIN_USERNAME, controller: CONTROLLER_USERNAME, oncall: ONCALL_USERNAME }[identity];
+  const token = { admin: conn.adminToken, controller: conn.controllerToken, oncall: conn.oncallToken }[identity];
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: 'fwc-test', server: conn.server, caData: conn.caData, skipTLSVerify: false }],
