@@ -72,7 +72,10 @@ function scopeText(scope: Scope): string {
 }
 
 function printRows(rows: WorkspaceRow[], o: StatusOptions, out: (l: string) => void): WorkspaceTable {
-  const table = new WorkspaceTable({ wide: o.output === 'wide', width: o.width, now: Date.now() }, rows);
+  const table = new WorkspaceTable(
+    { wide: o.output === 'wide', width: o.width, now: Date.now(), roomForChanges: o.watch },
+    rows,
+  );
   if (o.output === 'json') out(JSON.stringify({ items: rows.map(rowJson) }, null, 2));
   else if (o.output === 'yaml') out(dumpYaml({ items: rows.map(rowJson) }).trimEnd());
   else if (rows.length > 0) {

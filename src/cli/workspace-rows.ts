@@ -29,6 +29,7 @@ export interface WorkspaceRow {
 }
 
 const STEP_ORDER: StepName[] = ['kubernetes', 'iam', 'flyte'];
+const ERROR_PHASES = new Set(['Failed', 'Invalid', 'Conflict']);
 
 export function workspaceRow(cm: KubeObject): WorkspaceRow {
   const annotations = cm.metadata.annotations ?? {};
@@ -57,7 +58,8 @@ export function workspaceRow(cm: KubeObject): WorkspaceRow {
     phase: status.phase,
     ready: ready?.status ?? 'Unknown',
     reason: failing?.reason ?? ready?.reason ?? '',
-    message: status.lastError ?? ready?.message ?? '',
+    // A status on its way to Ready still carries the previous lastError: show it only while it applies.
+    message: (ERROR_PHASES.has(status.phase) ? status.lastError : undefined) ?? ready?.message ?? '',
     status,
   };
   if (status.workspaceId) row.workspaceId = status.workspaceId;
@@ -100,19 +102,23 @@ export interface TableOptions {
   /** Terminal width: the last column is cut to fit; 0 = never cut (output is not a terminal). */
   width: number;
   now: number;
+  /** Rows will follow that this table has not seen (--watch): leave room for the longest phase and age. */
+  roomForChanges?: boolean;
 }
 
 interface Column {
   header: string;
   cell(row: WorkspaceRow, now: number): string;
+  /** Width to keep free when more rows may come (--watch). */
+  room?: number;
 }
 
 const COLUMNS: Column[] = [
   { header: 'SOURCE', cell: (r) => `${r.namespace}/${r.name}` },
   { header: 'WORKSPACE', cell: (r) => r.workspaceId ?? '-' },
-  { header: 'PHASE', cell: (r) => r.phase },
-  { header: 'READY', cell: (r) => r.ready },
-  { header: 'AGE', cell: (r, now) => (r.readySince ? humanAge(now - Date.parse(r.readySince)) : '-') },
+  { header: 'PHASE', cell: (r) => r.phase, room: 'Provisioning'.length },
+  { header: 'READY', cell: (r) => r.ready, room: 'Unknown'.length },
+  { header: 'AGE', cell: (r, now) => (r.readySince ? humanAge(now - Date.parse(r.readySince)) : '-'), room: 5 },
   { header: 'STEP', cell: (r) => r.failingStep ?? '-' },
   { header: 'REASON', cell: (r) => r.reason || '-' },
 ];
@@ -146,7 +152,9 @@ export class WorkspaceTable {
     fit: WorkspaceRow[] = [],
   ) {
     this.columns = [...COLUMNS, ...(opts.wide ? WIDE_COLUMNS : [])];
-    this.widths = this.columns.map((c) => Math.max(c.header.length, ...fit.map((r) => c.cell(r, opts.now).length)));
+    this.widths = this.columns.map((c) =>
+      Math.max(c.header.length, opts.roomForChanges ? (c.room ?? 0) : 0, ...fit.map((r) => c.cell(r, opts.now).length)),
+    );
   }
 
   header(): string {

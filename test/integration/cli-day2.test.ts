@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { loadAllYaml, loadYaml } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RECONCILE_REQUEST_ANNOTATION } from '../../src/config/config.js';
-import { ONCALL_USERNAME } from '../support/controlplane.js';
+import { writeKubeconfigFile } from '../support/faults.js';
 import { applyManifestFile, waitFor } from '../support/kube.js';
 import {
   CLI,
@@ -79,20 +79,7 @@ beforeAll(async () => {
   await env.admin.apply({ ...binding, metadata: { ...binding?.metadata, namespace: ns } } as never, {
     fieldManager: 'test-admin',
   });
-  const conn = inject('kube');
-  oncallKubeconfig = join(env.dir, 'oncall.kubeconfig');
-  writeFileSync(
-    oncallKubeconfig,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'fwc-test', cluster: { server: conn.server, 'certificate-authority-data': conn.caData } }],
-      users: [{ name: ONCALL_USERNAME, user: { token: conn.oncallToken } }],
-      contexts: [{ name: 'oncall', context: { cluster: 'fwc-test', user: ONCALL_USERNAME } }],
-      'current-context': 'oncall',
-    }),
-    { mode: 0o600 },
-  );
+  oncallKubeconfig = writeKubeconfigFile(inject('kube'), 'oncall', env.dir);
   daemon = await startDaemon(env, 'a');
   for (const name of healthy) await putWorkspace(env, name, workspaceDoc(`${ns}-${name}`.slice(0, 40)));
   await putWorkspace(env, BROKEN, brokenDoc());

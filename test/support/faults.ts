@@ -55,16 +55,9 @@ import { parseWorkspace } from '../../src/spec/workspace.js';
 import type { WatchTuning } from '../../src/watch/sources.js';
 import { type FaultProxy, startFaultProxy } from './aws-fault-proxy.js';
 import type { Fixture } from './controller-fixture.js';
-import {
-  ADMIN_USERNAME,
-  CONTROLLER_USERNAME,
-  type ControlPlane,
-  type Identity,
-  type KubeConnection,
-  startControlPlane,
-} from './controlplane.js';
+import { type ControlPlane, type Identity, type KubeConnection, startControlPlane } from './controlplane.js';
 import { type FlyteAdminDouble, startFlyteAdminDouble } from './flyteadmin-double.js';
-import { applyManifestFile, bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from './kube.js';
+import { applyManifestFile, bindSourceNamespace, credentialsOf, kubeConfigFor, uniqueName, waitFor } from './kube.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const AWS_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
@@ -232,8 +225,7 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const kubeConfig = (identity: Identity) => {
-    const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-    const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+    const { user, token } = credentialsOf(identity, conn);
     const kc = new KubeConfig();
     // client-node accepts plain HTTP only with skipTLSVerify (there is no TLS to verify on loopback).
     kc.loadFromOptions({
@@ -249,8 +241,7 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
     url,
     kubeConfig,
     kubeconfigFile(identity, dir) {
-      const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-      const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+      const { user, token } = credentialsOf(identity, conn);
       const file = join(dir, `${identity}-via-proxy.kubeconfig`);
       writeFileSync(
         file,
@@ -354,8 +345,7 @@ export async function startOwnControlPlane(): Promise<ControlPlane> {
 }
 
 export function writeKubeconfigFile(conn: KubeConnection, identity: Identity, dir: string): string {
-  const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-  const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+  const { user, token } = credentialsOf(identity, conn);
   const file = join(dir, `${identity}.kubeconfig`);
   writeFileSync(
     file,

@@ -31,8 +31,7 @@ export type { Identity, KubeConnection };
  * Without `conn`, uses the connection the global setup provided (only callable inside a test worker).
  */
 export function kubeConfigFor(identity: Identity, conn: KubeConnection = inject('kube')): KubeConfig {
-  const user = { admin: ADMIN_USERNAME, controller: CONTROLLER_USERNAME, oncall: ONCALL_USERNAME }[identity];
-  const token = { admin: conn.adminToken, controller: conn.controllerToken, oncall: conn.oncallToken }[identity];
+  const { user, token } = credentialsOf(identity, conn);
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: 'fwc-test', server: conn.server, caData: conn.caData, skipTLSVerify: false }],
@@ -41,6 +40,18 @@ export function kubeConfigFor(identity: Identity, conn: KubeConnection = inject(
     currentContext: identity,
   });
   return kc;
+}
+
+/** User name and bearer token of a static-token identity of the test control plane. */
+export function credentialsOf(identity: Identity, conn: KubeConnection): { user: string; token: string } {
+  switch (identity) {
+    case 'admin':
+      return { user: ADMIN_USERNAME, token: conn.adminToken };
+    case 'controller':
+      return { user: CONTROLLER_USERNAME, token: conn.controllerToken };
+    case 'oncall':
+      return { user: ONCALL_USERNAME, token: conn.oncallToken };
+  }
 }
 
 /** Server-side applies every document of a YAML file (fieldManager `test-harness`, forced). */

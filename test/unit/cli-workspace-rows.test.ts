@@ -8,10 +8,11 @@ import {
   isReady,
   parseDuration,
   rowJson,
+  WorkspaceTable,
   workspaceRow,
 } from '../../src/cli/workspace-rows.js';
 import { RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '../../src/config/config.js';
-import type { WorkspaceStatus } from '../../src/reconcile/status.js';
+import type { Condition, WorkspaceStatus } from '../../src/reconcile/status.js';
 
 const NOW = Date.parse('2026-01-01T12:00:00Z');
 
@@ -136,6 +137,25 @@ describe('workspaceRow', () => {
     });
   });
 
+  it('a workspace on its way to Ready does not show the error it had before', () => {
+    const provisioning: WorkspaceStatus = {
+      ...invalid,
+      phase: 'Provisioning',
+      conditions: [
+        {
+          type: 'Ready',
+          status: 'False',
+          reason: 'Provisioning',
+          message: 'provisioning started',
+          lastTransitionTime: '2026-01-01T11:59:30Z',
+        },
+      ],
+    };
+    const row = workspaceRow(cm('broken', provisioning));
+    expect(row).toMatchObject({ phase: 'Provisioning', reason: 'Provisioning', message: 'provisioning started' });
+    expect(row.failingStep).toBeUndefined();
+  });
+
   it('a ConfigMap without a status, or with a garbled one, is Unknown and not Ready', () => {
     const none = workspaceRow(cm('new'));
     expect(none).toMatchObject({ phase: 'Unknown', ready: 'Unknown', reason: 'NotReconciled' });
@@ -181,6 +201,18 @@ describe('formatTable', () => {
     // Columns line up: every cell starts where its header does.
     expect((first?.indexOf('   ml-research') ?? 0) + 3).toBe(header?.indexOf('WORKSPACE'));
     expect(first?.indexOf('Provisioned')).toBe(header?.indexOf('REASON'));
+  });
+
+  it('with --watch the phase column has room for a later Provisioning row', () => {
+    const table = new WorkspaceTable({ width: 0, now: NOW, roomForChanges: true }, rows);
+    const provisioning = workspaceRow(
+      cm('ml-research', {
+        ...ready,
+        phase: 'Provisioning',
+        conditions: [{ ...(ready.conditions[0] as Condition), status: 'False' }],
+      }),
+    );
+    expect(table.line(provisioning).indexOf('False')).toBe(table.header().indexOf('READY'));
   });
 
   it('cuts the message so each line fits the terminal width', () => {
