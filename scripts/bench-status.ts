@@ -1,18 +1,23 @@
-// Wall time of `flyte-workspace-controller status` over a large fleet, the way on-call runs it: the built
-// CLI as a fresh process (Node start-up included), as the on-call identity of manifests/oncall-rbac.yaml,
+// Time of `flyte-workspace-controller status` over a large fleet, the way on-call runs it: the built CLI
+// as a fresh process (Node start-up included), as the on-call identity of manifests/oncall-rbac.yaml,
 // against a fresh local control plane holding N workspace ConfigMaps with realistic documents, status
 // annotations (10% failing) and the two field managers the platform and the controller leave behind.
+// Besides wall time, the CPU of the CLI process and of kube-apiserver per run (robust to a busy machine),
+// and the same command in this process with its modules already loaded (LIST + render without start-up).
 // `npm run bench:status -- [--n 5000] [--runs 5]` (scripts/bench.sh builds dist/ and the control plane).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi } from '../src/adapters/kubernetes.js';
+import { runStatus } from '../src/cli/status.js';
 import { STATUS_ANNOTATION } from '../src/config/config.js';
 import type { WorkspaceStatus } from '../src/reconcile/status.js';
 import { startControlPlane } from '../test/support/controlplane.js';
 import { applyManifestFile, kubeConfigFor } from '../test/support/kube.js';
+import { controlPlanePids, processCpuSeconds } from './bench/proc.js';
 import { medianOf } from './bench/trials.js';
 
 const { values } = parseArgs({
@@ -87,24 +92,78 @@ async function pool(count: number, inFlight: number, fn: (i: number) => Promise<
   );
 }
 
-async function timeStatus(args: string[], kubeconfig: string): Promise<{ ms: number; code: number; lines: number }> {
+interface Sample {
+  ms: number;
+  code: number;
+  lines: number;
+  clientCpuMs: number;
+  apiserverCpuMs: number;
+}
+
+let apiserverCpuMs: () => number = () => 0;
+
+/** One `status` run as a new process; bash's `times` reports the child's CPU on fd 3. */
+async function timeStatus(args: string[], kubeconfig: string): Promise<Sample> {
+  const api0 = apiserverCpuMs();
   const t0 = performance.now();
-  const child = spawn(process.execPath, [join(root, 'dist', 'cli.js'), 'status', ...args, '--kubeconfig', kubeconfig], {
+  const script = 'node "$@"; rc=$?; times >&3; exit $rc';
+  const cli = join(root, 'dist', 'cli.js');
+  const child = spawn('bash', ['-c', script, 'bash', cli, 'status', ...args, '--kubeconfig', kubeconfig], {
     cwd: root,
     env: { ...process.env, COLUMNS: '0' },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit', 'pipe'],
   });
   let lines = 0;
-  child.stdout.on('data', (c: Buffer) => {
+  child.stdout?.on('data', (c: Buffer) => {
     for (const b of c) if (b === 10) lines++;
   });
+  let times = '';
+  (child.stdio[3] as NodeJS.ReadableStream).setEncoding('utf8').on('data', (c: string) => {
+    times += c;
+  });
   const [code] = (await once(child, 'exit')) as [number];
-  return { ms: performance.now() - t0, code, lines };
+  const ms = performance.now() - t0;
+  // `times`: the shell's own user/system, then its children's: "0m1.234s 0m0.056s".
+  const seconds = [...(times.trim().split('\n')[1] ?? '').matchAll(/(\d+)m([\d.]+)s/g)].map(
+    (m) => Number(m[1]) * 60 + Number(m[2]),
+  );
+  const clientCpuMs = seconds.reduce((a, b) => a + b, 0) * 1000;
+  return { ms, code, lines, clientCpuMs, apiserverCpuMs: apiserverCpuMs() - api0 };
+}
+
+/** The same command inside this process: modules loaded, output counted and dropped. */
+async function timeInProcess(kubeconfig: string): Promise<Sample> {
+  const api0 = apiserverCpuMs();
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let lines = 0;
+  const code = await runStatus({
+    kubeconfig,
+    scope: { allNamespaces: false, namespaces: [NS] },
+    labelSelector: 'app=workspace-config',
+    notReady: false,
+    watch: false,
+    output: 'table',
+    width: 0,
+    out: (text) => {
+      lines += text.split('\n').length;
+    },
+  });
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    ms: performance.now() - t0,
+    code,
+    lines,
+    clientCpuMs: (cpu.user + cpu.system) / 1000,
+    apiserverCpuMs: apiserverCpuMs() - api0,
+  };
 }
 
 const cp = await startControlPlane({ binDir: process.env.KUBEBUILDER_ASSETS });
 try {
   const admin = kubeConfigFor('admin', cp);
+  const apiserverPid = controlPlanePids(cp).find(([name]) => name === 'kube-apiserver')?.[1] ?? 0;
+  apiserverCpuMs = () => processCpuSeconds(apiserverPid) * 1000;
   const kube = new HttpKubeApi(admin, { fieldManager: 'bench-status', stats: new CallStats('kubernetes') });
   await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
   await applyManifestFile(admin, join(root, 'manifests', 'oncall-rbac.yaml'));
@@ -130,34 +189,33 @@ try {
   console.log(`created ${n} workspace ConfigMaps in ${NS} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   const oncall = cp.kubeconfigPath('oncall');
-  const cases: [string, string[]][] = [
-    ['status (table)', ['-n', NS]],
-    ['status --not-ready', ['-n', NS, '--not-ready']],
-    ['status -o json', ['-n', NS, '-o', 'json']],
+  const cases: [string, () => Promise<Sample>][] = [
+    ['status (table)', () => timeStatus(['-n', NS], oncall)],
+    ['status --not-ready', () => timeStatus(['-n', NS, '--not-ready'], oncall)],
+    ['status -o json', () => timeStatus(['-n', NS, '-o', 'json'], oncall)],
+    ['status (table), in-process, modules loaded', () => timeInProcess(oncall)],
+    ['start-up only: status on an empty namespace', () => timeStatus(['-n', 'default'], cp.kubeconfigPath('admin'))],
   ];
-  await timeStatus(cases[0]?.[1] ?? [], oncall); // warm the apiserver's and the OS's caches once
+  await timeStatus(['-n', NS], oncall); // warm the apiserver's and the OS's caches once
   const rows = [];
-  for (const [name, args] of cases) {
-    const times: number[] = [];
-    let last = { ms: 0, code: 0, lines: 0 };
-    for (let r = 0; r < runs; r++) {
-      last = await timeStatus(args, oncall);
-      times.push(last.ms);
-    }
+  for (const [name, run] of cases) {
+    const samples: Sample[] = [];
+    for (let r = 0; r < runs; r++) samples.push(await run());
+    const med = (f: (s: Sample) => number) => Math.round(medianOf(samples.map(f)));
     rows.push({
       command: name,
-      workspaces: n,
-      'exit code': last.code,
-      'output lines': last.lines,
-      'median ms': Math.round(medianOf(times)),
-      'min ms': Math.round(Math.min(...times)),
-      'max ms': Math.round(Math.max(...times)),
+      'exit code': samples.at(-1)?.code,
+      'output lines': samples.at(-1)?.lines,
+      'wall ms (median)': med((x) => x.ms),
+      'wall ms (min)': Math.round(Math.min(...samples.map((x) => x.ms))),
+      'CLI CPU ms': med((x) => x.clientCpuMs),
+      'apiserver CPU ms': med((x) => x.apiserverCpuMs),
     });
   }
-  const empty = await timeStatus(['-n', 'default'], cp.kubeconfigPath('admin'));
+  const [load1] = loadavg();
   console.table(rows);
   console.log(
-    `for scale: the same process against an empty namespace takes ${Math.round(empty.ms)} ms (Node start-up)`,
+    `${n} workspaces, ${runs} runs each (medians); load average at the end: ${load1?.toFixed(1)} on ${cpus().length} CPUs`,
   );
 } finally {
   await cp.stop();

@@ -78,10 +78,8 @@ function printRows(rows: WorkspaceRow[], o: StatusOptions, out: (l: string) => v
   );
   if (o.output === 'json') out(JSON.stringify({ items: rows.map(rowJson) }, null, 2));
   else if (o.output === 'yaml') out(dumpYaml({ items: rows.map(rowJson) }).trimEnd());
-  else if (rows.length > 0) {
-    out(table.header());
-    for (const r of rows) out(table.line(r));
-  }
+  // One write for the whole table: thousands of small writes to a pipe cost more than the rendering.
+  else if (rows.length > 0) out([table.header(), ...rows.map((r) => table.line(r))].join('\n'));
   return table;
 }
 
