@@ -50,12 +50,6 @@ export function rerunHandled(cm: KubeObject, token: string): boolean {
   return handled === token || (current !== undefined && current !== token && handled === current);
 }
 
-class Abort extends Error {
-  constructor(readonly code: number) {
-    super(`exit ${code}`);
-  }
-}
-
 export async function runRerun(o: RerunOptions): Promise<number> {
   const say = o.err ?? ((l: string) => process.stderr.write(`${l}\n`));
   const ns = o.namespace;
@@ -64,13 +58,6 @@ export async function runRerun(o: RerunOptions): Promise<number> {
     const kc = loadUserKubeConfig(o.kubeconfig);
     server = kc.getCurrentCluster()?.server;
     const kube = new HttpKubeApi(kc, { fieldManager: o.fieldManager, stats: new CallStats('kubernetes') });
-    const fatal = (e: unknown): never => {
-      const code = exitCodeFor(e);
-      if (code === undefined) throw e;
-      say(`✗ ${describeClusterError(e, server)}`);
-      throw new Abort(code);
-    };
-
     let failed = 0;
     let targets: string[] = [];
     if (o.allNotReady) {
@@ -78,7 +65,7 @@ export async function runRerun(o: RerunOptions): Promise<number> {
         listWatchClient(kc),
         { allNamespaces: false, namespaces: [ns] },
         o.labelSelector,
-      ).catch(fatal);
+      );
       const rows = listed.items.map(workspaceRow);
       targets = rows.filter((r) => !isReady(r)).map((r) => r.name);
       if (targets.length === 0) {
@@ -88,7 +75,7 @@ export async function runRerun(o: RerunOptions): Promise<number> {
       say(`► ${targets.length} of ${rows.length} workspace(s) in ${ns} namespace are not Ready`);
     } else {
       for (const name of new Set(o.names)) {
-        const cm = await kube.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: ns, name }).catch(fatal);
+        const cm = await kube.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: ns, name });
         if (!cm) {
           say(`✗ workspace ${name} not found in ${ns} namespace`);
           failed++;
@@ -110,10 +97,10 @@ export async function runRerun(o: RerunOptions): Promise<number> {
         say(`✔ workspace ${name} annotated`);
         annotated.push(name);
       } catch (e) {
-        if (e instanceof KubeApiError && e.code === 404) {
-          say(`✗ workspace ${name} not found in ${ns} namespace`);
-          failed++;
-        } else fatal(e);
+        // Deleted since it was read: one failure. Anything else (Forbidden, unreachable) ends the run below.
+        if (!(e instanceof KubeApiError && e.code === 404)) throw e;
+        say(`✗ workspace ${name} not found in ${ns} namespace`);
+        failed++;
       }
     }
     if (annotated.length > 0) failed += await waitForAnswers(kc, o, annotated, token, say);
@@ -127,7 +114,6 @@ export async function runRerun(o: RerunOptions): Promise<number> {
     }
     return failed > 0 ? EXIT.notReady : EXIT.ok;
   } catch (e) {
-    if (e instanceof Abort) return e.code;
     const code = exitCodeFor(e);
     if (code === undefined) throw e;
     say(`✗ ${describeClusterError(e, server)}`);
