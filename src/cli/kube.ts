@@ -81,6 +81,14 @@ export function exitCodeFor(err: unknown): number | undefined {
   return undefined;
 }
 
+/** Says what kept the command from the cluster and returns its exit code; anything else (a bug) is rethrown. */
+export function clusterFailure(err: unknown, server: string | undefined, say: (line: string) => void): number {
+  const code = exitCodeFor(err);
+  if (code === undefined) throw err;
+  say(`✗ ${describeClusterError(err, server)}`);
+  return code;
+}
+
 /** One line for the user: what failed and, for RBAC refusals, what permission is missing. */
 export function describeClusterError(err: unknown, server: string | undefined): string {
   const http = httpStatusOf(err);

@@ -9,10 +9,9 @@ import { matchesSelector } from '../reconcile/reconciler.js';
 import { parseStatus } from '../reconcile/status.js';
 import { Reflector } from '../watch/reflector.js';
 import {
+  clusterFailure,
   configMapsPath,
-  describeClusterError,
   EXIT,
-  exitCodeFor,
   listWatchClient,
   listWorkspaceConfigMaps,
   loadUserKubeConfig,
@@ -114,10 +113,7 @@ export async function runRerun(o: RerunOptions): Promise<number> {
     }
     return failed > 0 ? EXIT.notReady : EXIT.ok;
   } catch (e) {
-    const code = exitCodeFor(e);
-    if (code === undefined) throw e;
-    say(`✗ ${describeClusterError(e, server)}`);
-    return code;
+    return clusterFailure(e, server, say);
   }
 }
 

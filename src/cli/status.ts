@@ -3,10 +3,9 @@
 import { dumpYaml } from '@kubernetes/client-node';
 import { objectKey, Reflector } from '../watch/reflector.js';
 import {
+  clusterFailure,
   configMapsPath,
-  describeClusterError,
   EXIT,
-  exitCodeFor,
   listWatchClient,
   listWorkspaceConfigMaps,
   loadUserKubeConfig,
@@ -57,10 +56,7 @@ export async function runStatus(o: StatusOptions): Promise<number> {
     }
     return o.notReady && rows.length > 0 ? EXIT.notReady : EXIT.ok;
   } catch (e) {
-    const code = exitCodeFor(e);
-    if (code === undefined) throw e;
-    err(`✗ ${describeClusterError(e, server)}`);
-    return code;
+    return clusterFailure(e, server, err);
   }
 }
 
