@@ -197,7 +197,7 @@ function runOrThrow(cmd: string, args: string[], what: string): string {
   return r.stdout;
 }
 
-function containerdConfig(base: string, socket: string): string {
+export function containerdConfig(base: string, socket: string): string {
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
   return `version = 2
 root = "${join(base, 'containerd')}"
@@ -555,7 +555,7 @@ export function kubeConfigOf(cp: ControlPlane): KubeConfig {
  * Imports each archive unless this containerd already holds the same archive's image: containerd's
  * store persists across runs in the base dir, which saves the import (30-45 s for our image) on warm runs.
  */
-async function importImages(
+export async function importImages(
   ctr: (args: string[]) => string,
   base: string,
   images: ImageArchive[],
