@@ -8,7 +8,7 @@
 // Pass "kubernetes" has Flyte and IAM off (the ratio to the baseline is about the Kubernetes part); pass
 // "full" adds the FlyteAdmin double and moto (IAM) and reports the external calls separately.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import pino from 'pino';
 import { type Dispatcher, request as undiciRequest } from 'undici';
+import { controllerNodeInvocationOf } from '../harness/deployment-manifest.js';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi, type KubeObject } from '../src/adapters/kubernetes.js';
 import {
@@ -126,8 +127,8 @@ function options(argv: string[]): BenchOptions {
                       baseline with the controller's protocol requests and a controller cold start, each on
                       a fresh control plane; rounds alternate their order (ABBA), the ratio is of medians
   --change-samples K  changes of each kind for the per-change API cost (default 100, at most N)
-  --controller-node-args="ARGS"  node flags for the controller process instead of the NODE_OPTIONS that
-                      manifests/deployment.yaml ships (what runs in production, the default)
+  --controller-node-args="ARGS"  node flags for the controller process instead of those the container
+                      command of manifests/deployment.yaml ships (what runs in production, the default)
   --profile-apiserver S  take an S-second CPU profile of kube-apiserver during the baseline and during
                       the cold start (logs dir, apiserver-*.pprof; read with \`go tool pprof -top\`)
   --out DIR           where reports go (default bench-results)`);
@@ -150,16 +151,15 @@ function options(argv: string[]): BenchOptions {
     rounds: int('rounds', values.rounds, 1),
     changeSamples: int('change-samples', values['change-samples'], 0),
     profileApiserverSeconds: int('profile-apiserver', values['profile-apiserver'], 0),
-    controllerNodeArgs: (values['controller-node-args'] ?? deploymentNodeOptions()).split(/\s+/).filter(Boolean),
+    controllerNodeArgs: (values['controller-node-args'] ?? deploymentNodeFlags()).split(/\s+/).filter(Boolean),
     out: values.out ?? 'bench-results',
   };
 }
 
-/** NODE_OPTIONS of the controller container in manifests/deployment.yaml: the heap settings that ship. */
-function deploymentNodeOptions(): string {
-  const text = readFileSync(join(root, 'manifests/deployment.yaml'), 'utf8');
-  const m = /-\s+name:\s*NODE_OPTIONS\s*\n\s*value:\s*"([^"]*)"/.exec(text);
-  return m?.[1] ?? '';
+/** Node's flags as manifests/deployment.yaml starts the controller (command line, plus any NODE_OPTIONS). */
+function deploymentNodeFlags(): string {
+  const shipped = controllerNodeInvocationOf(join(root, 'manifests/deployment.yaml'));
+  return [...shipped.nodeFlags, shipped.nodeOptions ?? ''].join(' ');
 }
 
 const say = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);

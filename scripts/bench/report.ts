@@ -67,8 +67,8 @@ export function renderMarkdown(r: Report): string {
   out.push('');
   out.push(
     `Commit \`${m.commit}\`${m.srcDirty ? ' (with uncommitted changes in src/)' : ''}, Node ${m.node}, ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB. ` +
-      `Options: \`${JSON.stringify(m.options)}\` (controllerNodeArgs: the controller's node flags, by default the ` +
-      'NODE_OPTIONS of manifests/deployment.yaml).',
+      `Options: \`${JSON.stringify(m.options)}\` (controllerNodeArgs: the controller's node flags, by default those ` +
+      'of the container command in manifests/deployment.yaml).',
   );
   out.push('');
   out.push(
