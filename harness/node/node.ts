@@ -12,8 +12,7 @@
 // - no kube-proxy: one DNAT rule sends the `kubernetes` Service's IP:443 to kube-apiserver.
 // Everything it changes on the host is recorded first and put back on stop (host.ts), also after a crash.
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -180,14 +179,23 @@ async function waitUntil(
   }
 }
 
-function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (c) => h.update(c))
-      .on('end', () => resolve(h.digest('hex')))
-      .on('error', reject);
-  });
+/**
+ * What identifies the image an archive holds, without hashing hundreds of MB: the config digest of a
+ * docker-archive (`podman save`), the manifest digest of an OCI layout. A re-saved unchanged image gives
+ * the same identity even though the archive's own bytes (file times) differ.
+ */
+function archiveIdentity(path: string): string {
+  for (const [member, pick] of [
+    ['manifest.json', (j: unknown) => (j as Array<{ Config?: string }>)[0]?.Config],
+    ['index.json', (j: unknown) => (j as { manifests?: Array<{ digest?: string }> }).manifests?.[0]?.digest],
+  ] as const) {
+    const r = spawnSync('tar', ['-xOf', path, member], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+    if (r.status === 0 && r.stdout) {
+      const id = pick(JSON.parse(r.stdout));
+      if (id) return id;
+    }
+  }
+  throw new Error(`${path}: neither a docker-archive (manifest.json) nor an OCI layout (index.json)`);
 }
 
 function runOrThrow(cmd: string, args: string[], what: string): string {
@@ -565,7 +573,7 @@ export async function importImages(
   const stamps: Record<string, string> = existsSync(stampFile) ? JSON.parse(readFileSync(stampFile, 'utf8')) : {};
   const present = new Set(ctr(['images', 'ls', '-q']).split('\n').filter(Boolean));
   for (const { archive, ref } of images) {
-    const digest = await sha256File(archive);
+    const digest = archiveIdentity(archive);
     if (present.has(ref) && stamps[ref] === digest) {
       log(`image ${ref} already imported`);
       continue;

@@ -107,9 +107,22 @@ async function leaseHolderPod(): Promise<string | undefined> {
   return holder ? holder.split('_')[0] : undefined;
 }
 
+/** A container that exited twice will not become Available: stop waiting and say why. */
+class CrashLoop extends Error {}
+
 async function waitAvailable(timeoutMs: number): Promise<void> {
   await waitFor(
     async () => {
+      for (const p of await controllerPods()) {
+        for (const c of p.status?.containerStatuses ?? []) {
+          const last = c.lastState?.terminated;
+          if (c.restartCount >= 2 && last) {
+            return new CrashLoop(
+              `pod ${p.metadata?.name} container ${c.name} restarted ${c.restartCount} times, last exit code ${last.exitCode} (${last.reason}):\n${podLogTails(8)}`,
+            );
+          }
+        }
+      }
       const d = await apps.readNamespacedDeployment({ namespace: NS, name: DEPLOYMENT });
       const s = d.status;
       return (
@@ -120,7 +133,9 @@ async function waitAvailable(timeoutMs: number): Promise<void> {
       );
     },
     { timeoutMs, intervalMs: 500, message: 'Deployment 3/3 updated and Available' },
-  );
+  ).then((r) => {
+    if (r instanceof CrashLoop) throw r;
+  });
 }
 
 interface Status {
