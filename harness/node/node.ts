@@ -40,6 +40,8 @@ const NODE_CONTROLLERS = [
   'replicaset-controller',
   'disruption-controller',
   'root-ca-certificate-publisher-controller',
+  // Lifts the node.kubernetes.io/not-ready taint the kubelet registers with, once the node is Ready.
+  'node-lifecycle-controller',
 ];
 /** Namespaces whose workloads stop() leaves alone (nothing of ours runs there). */
 const SYSTEM_NAMESPACES = new Set(['kube-system', 'kube-public', 'kube-node-lease', 'default']);
@@ -189,8 +191,13 @@ function archiveIdentity(path: string): string {
     ['manifest.json', (j: unknown) => (j as Array<{ Config?: string }>)[0]?.Config],
     ['index.json', (j: unknown) => (j as { manifests?: Array<{ digest?: string }> }).manifests?.[0]?.digest],
   ] as const) {
-    const r = spawnSync('tar', ['-xOf', path, member], { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
-    if (r.status === 0 && r.stdout) {
+    // Members may be stored as `name` or `./name` depending on the tool that wrote the archive (tar then
+    // exits 2 for the one it did not find, so only the output counts).
+    const r = spawnSync('tar', ['-xOf', path, '--wildcards', member, `./${member}`], {
+      encoding: 'utf8',
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    if (r.stdout) {
       const id = pick(JSON.parse(r.stdout));
       if (id) return id;
     }
@@ -382,7 +389,7 @@ export async function startNode(opts: NodeOptions): Promise<RealNode> {
     const t0 = Date.now();
     const kubelet = procs.find((p) => p.name === 'kubelet');
     if (controlPlane && kubelet?.running) {
-      await removeWorkloads(controlPlane).catch((e: unknown) =>
+      await removeWorkloads(controlPlane, log).catch((e: unknown) =>
         problems.push(`removing workloads: ${(e as Error).message}`),
       );
     }
@@ -499,9 +506,10 @@ export async function startNode(opts: NodeOptions): Promise<RealNode> {
     kubelet.start();
 
     const core = kubeConfigOf(controlPlane).makeApiClient(CoreV1Api);
-    await waitUntil(`node ${NODE_NAME} Ready`, startTimeoutMs, [...procs], async () => {
+    await waitUntil(`node ${NODE_NAME} Ready and untainted`, startTimeoutMs, [...procs], async () => {
       const node = await core.readNode({ name: NODE_NAME });
-      return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+      const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+      return ready && (node.spec?.taints ?? []).length === 0;
     });
     // kube-root-ca.crt is what every pod's projected volume carries as the API server's CA.
     await waitUntil('ConfigMap default/kube-root-ca.crt', startTimeoutMs, [...procs], async () => {
@@ -589,7 +597,7 @@ export async function importImages(
 }
 
 /** Deletes every workload outside the system namespaces and waits for its pods to go (graceful first). */
-async function removeWorkloads(cp: ControlPlane): Promise<void> {
+async function removeWorkloads(cp: ControlPlane, log: (m: string) => void): Promise<void> {
   const kc = kubeConfigOf(cp);
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
@@ -601,13 +609,20 @@ async function removeWorkloads(cp: ControlPlane): Promise<void> {
     await apps.deleteCollectionNamespacedReplicaSet({ namespace });
     await core.deleteCollectionNamespacedPod({ namespace });
   }
-  const deadline = Date.now() + 40_000;
+  const t0 = Date.now();
+  const deadline = t0 + 40_000;
   for (;;) {
     const pods = (await core.listPodForAllNamespaces()).items.filter(
       (p) => !SYSTEM_NAMESPACES.has(p.metadata?.namespace ?? ''),
     );
-    if (pods.length === 0) return;
+    if (pods.length === 0) {
+      log(`workloads removed in ${Date.now() - t0} ms`);
+      return;
+    }
     if (Date.now() > deadline) {
+      log(
+        `pods still there after ${Date.now() - t0} ms, deleting them at once: ${pods.map((p) => p.metadata?.name).join(', ')}`,
+      );
       for (const p of pods) {
         await core
           .deleteNamespacedPod({

@@ -308,7 +308,13 @@ describe('the shipped manifests on a real node', () => {
       expect(environ.filter((e) => e.startsWith('KUBECONFIG='))).toEqual([]);
       expect(cmdline.filter((a) => a.includes('kubeconfig'))).toEqual([]);
       expect(environ).toContain('KUBERNETES_SERVICE_PORT=443');
-      const sa = `/proc/${pid}/root/var/run/secrets/kubernetes.io/serviceaccount`;
+      // Where the projected volume is mounted inside the container (/var/run is a symlink to /run there,
+      // and an absolute symlink under /proc/<pid>/root would resolve against the host's root).
+      const saMount = mountinfo
+        .map((l) => l.split(' ')[4] ?? '')
+        .find((m) => m.endsWith('/secrets/kubernetes.io/serviceaccount'));
+      expect(saMount, `${name}: ServiceAccount volume`).toBeDefined();
+      const sa = `/proc/${pid}/root${saMount}`;
       const token = readFileSync(`${sa}/token`, 'utf8');
       const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
       expect(claims.sub).toBe(SA_USER);
@@ -333,9 +339,9 @@ describe('the shipped manifests on a real node', () => {
     expect(names).toContain(holder);
     await applyManifestFile(kc, join(root, 'manifests', 'example-workspace.yaml'));
     const status = await waitWorkspaceReady('ml-research', 60_000);
-    expect(status.steps.kubernetes?.state).toBe('Done');
-    expect(status.steps.iam?.state).toBe('Done');
-    expect(status.steps.flyte?.state).toBe('Done');
+    expect(status.steps.kubernetes?.state).toBe('Ready');
+    expect(status.steps.iam?.state).toBe('Ready');
+    expect(status.steps.flyte?.state).toBe('Ready');
     await core.readNamespace({ name: 'flyte-ml-research' });
     const iam = new IAMClient({
       endpoint: moto.endpoint,
