@@ -17,7 +17,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { AppsV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import {
   type ControlPlane,
   KUBERNETES_SERVICE_IP,
@@ -611,6 +611,7 @@ async function removeWorkloads(cp: ControlPlane, log: (m: string) => void): Prom
   }
   const t0 = Date.now();
   const deadline = t0 + 40_000;
+  let slowReported = false;
   for (;;) {
     const pods = (await core.listPodForAllNamespaces()).items.filter(
       (p) => !SYSTEM_NAMESPACES.has(p.metadata?.namespace ?? ''),
@@ -618,6 +619,12 @@ async function removeWorkloads(cp: ControlPlane, log: (m: string) => void): Prom
     if (pods.length === 0) {
       log(`workloads removed in ${Date.now() - t0} ms`);
       return;
+    }
+    if (!slowReported && Date.now() - t0 > 10_000) {
+      slowReported = true;
+      const state = (p: V1Pod) =>
+        `${p.metadata?.name} (${p.status?.phase}, ready ${p.status?.containerStatuses?.[0]?.ready}, started ${p.status?.containerStatuses?.[0]?.started})`;
+      log(`still terminating after 10 s: ${pods.map(state).join(', ')}`);
     }
     if (Date.now() > deadline) {
       log(
