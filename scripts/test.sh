@@ -39,6 +39,7 @@ on_exit() {
     echo "!!! [$CURRENT_PHASE] FAILED after $((SECONDS - PHASE_START))s (exit $rc)" >&2
   fi
   [ -n "${REPORT_DIR:-}" ] && rm -rf "$REPORT_DIR"
+  [ -n "${IMAGE_DIR:-}" ] && rm -rf "$IMAGE_DIR"
   if [ "$rc" -eq 0 ] && [ -n "$NODE_SUITE_NOT_RUN" ]; then
     echo "npm test: the other phases passed in $((SECONDS - RUN_START))s, but the real-node suite was NOT RUN ($NODE_SUITE_NOT_RUN)" >&2
   elif [ "$rc" -eq 0 ]; then
@@ -75,8 +76,11 @@ phase_begin image
 if [ $# -gt 0 ] && [ "${FWC_IMAGE_BUILD:-}" != 1 ]; then
   echo "[image] skipped: npm test was given arguments (FWC_IMAGE_BUILD=1 builds the image anyway)" >&2
 elif ensure_os_packages podman runc debootstrap zstd; then
-  FWC_IMAGE_REF="$(bash scripts/build-image.sh)"
-  export FWC_IMAGE_REF
+  # Also as an archive, which the real-node phase imports into containerd.
+  IMAGE_DIR="$(mktemp -d -t fwc-image-XXXXXX)"
+  FWC_IMAGE_ARCHIVE="$IMAGE_DIR/image.tar"
+  FWC_IMAGE_REF="$(bash scripts/build-image.sh --save "$FWC_IMAGE_ARCHIVE")"
+  export FWC_IMAGE_REF FWC_IMAGE_ARCHIVE
   echo "[image] built $FWC_IMAGE_REF" >&2
 elif [ "${CI:-}" = true ]; then
   echo "!!! [image] cannot build the container image, and CI=true: failing" >&2
@@ -162,6 +166,7 @@ if [ "$FILTERED" -eq 1 ]; then
 fi
 node_suite_unavailable() {
   NODE_SUITE_NOT_RUN="$1"
+  CURRENT_PHASE=''
   {
     echo '!!! ======================================================================================'
     echo "!!! [node] the real-node suite cannot run here: $1"
@@ -175,7 +180,7 @@ node_suite_unavailable() {
 [ "$(id -u)" -eq 0 ] || node_suite_unavailable 'not running as root'
 
 phase_begin node-packages
-ensure_os_packages containerd runc containernetworking-plugins iptables gcc libc6-dev ||
+ensure_os_packages containerd runc containernetworking-plugins iptables gcc libc6-dev podman ||
   node_suite_unavailable 'OS packages missing and not installable'
 phase_end
 
@@ -183,15 +188,18 @@ phase_begin node-binaries
 KUBEBUILDER_ASSETS="$(bash scripts/build-control-plane.sh --node)"
 phase_end
 
-phase_begin image
-IMAGE_DIR="$(mktemp -d -t fwc-image-XXXXXX)"
-FWC_IMAGE_ARCHIVE="$IMAGE_DIR/image.tar"
-FWC_IMAGE_REF="$(bash scripts/build-image.sh --save "$FWC_IMAGE_ARCHIVE" | tail -1)"
-export FWC_IMAGE_ARCHIVE FWC_IMAGE_REF KUBEBUILDER_ASSETS
-phase_end
+export KUBEBUILDER_ASSETS
+if [ -z "${FWC_IMAGE_ARCHIVE:-}" ] || [ ! -f "$FWC_IMAGE_ARCHIVE" ]; then
+  phase_begin image-archive
+  IMAGE_DIR="$(mktemp -d -t fwc-image-XXXXXX)"
+  FWC_IMAGE_ARCHIVE="$IMAGE_DIR/image.tar"
+  FWC_IMAGE_REF="$(bash scripts/build-image.sh --save "$FWC_IMAGE_ARCHIVE")"
+  export FWC_IMAGE_ARCHIVE FWC_IMAGE_REF
+  phase_end
+fi
 
 phase_begin node
-NODE_REPORT="$IMAGE_DIR/node-report.json"
+NODE_REPORT="$(dirname "$FWC_IMAGE_ARCHIVE")/node-report.json"
 node_rc=0
 FWC_REAL_NODE=1 npx vitest run --project node --reporter=default --reporter=json --outputFile.json="$NODE_REPORT" || node_rc=$?
 node_check_rc=0
@@ -208,7 +216,6 @@ if (tests.length === 0 || passed !== tests.length || broken.length > 0) {
   process.exit(1);
 }
 ' || node_check_rc=$?
-rm -rf "$IMAGE_DIR"
 if [ "$node_rc" -ne 0 ]; then exit "$node_rc"; fi
 if [ "$node_check_rc" -ne 0 ]; then exit "$node_check_rc"; fi
 phase_end
