@@ -23,6 +23,7 @@ import {
   KUBERNETES_SERVICE_IP,
   ManagedProcess,
   startControlPlane,
+  until,
 } from '../../test/support/controlplane.js';
 import { prepareHost, restoreHost } from './host.js';
 import { PAUSE_IMAGE, pauseImageArchive } from './pause.js';
@@ -158,27 +159,6 @@ function defaultCacheDir(): string {
     process.env.FWC_CACHE_DIR ??
     join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'flyte-workspace-controller');
   return join(root, 'node');
-}
-
-async function waitUntil(
-  what: string,
-  timeoutMs: number,
-  procs: ManagedProcess[],
-  check: () => Promise<boolean> | boolean,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no attempt yet';
-  for (;;) {
-    for (const p of procs) p.assertRunning();
-    try {
-      if (await check()) return;
-      last = 'not yet';
-    } catch (e) {
-      last = e instanceof Error ? e.message : String(e);
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last})`);
-    await sleep(250);
-  }
 }
 
 /**
@@ -438,11 +418,12 @@ export async function startNode(opts: NodeOptions): Promise<RealNode> {
     );
     procs.push(containerd);
     containerd.start();
-    await waitUntil(
+    await until(
       'containerd',
       startTimeoutMs,
       [containerd],
-      () => existsSync(socket) && spawnSync('ctr', ['--address', socket, 'version'], { stdio: 'ignore' }).status === 0,
+      async () =>
+        existsSync(socket) && spawnSync('ctr', ['--address', socket, 'version'], { stdio: 'ignore' }).status === 0,
     );
     phase('containerd');
 
@@ -506,13 +487,13 @@ export async function startNode(opts: NodeOptions): Promise<RealNode> {
     kubelet.start();
 
     const core = kubeConfigOf(controlPlane).makeApiClient(CoreV1Api);
-    await waitUntil(`node ${NODE_NAME} Ready and untainted`, startTimeoutMs, [...procs], async () => {
+    await until(`node ${NODE_NAME} Ready and untainted`, startTimeoutMs, [...procs], async () => {
       const node = await core.readNode({ name: NODE_NAME });
       const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
       return ready && (node.spec?.taints ?? []).length === 0;
     });
     // kube-root-ca.crt is what every pod's projected volume carries as the API server's CA.
-    await waitUntil('ConfigMap default/kube-root-ca.crt', startTimeoutMs, [...procs], async () => {
+    await until('ConfigMap default/kube-root-ca.crt', startTimeoutMs, [...procs], async () => {
       await core.readNamespacedConfigMap({ namespace: 'default', name: 'kube-root-ca.crt' });
       return true;
     });

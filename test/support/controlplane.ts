@@ -270,7 +270,7 @@ function get(url: string, opts: { ca?: string; token?: string; insecure?: boolea
 }
 
 /** Polls `check` until it returns true, failing fast when a watched process exits. */
-async function until(
+export async function until(
   what: string,
   timeoutMs: number,
   procs: ManagedProcess[],
