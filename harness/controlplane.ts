@@ -60,6 +60,20 @@ export interface ControlPlaneOptions {
   stopTimeoutMs?: number;
   /** Progress messages (default: none). */
   log?: (msg: string) => void;
+  /**
+   * Address kube-apiserver binds to and advertises. Default 127.0.0.1; a kubelet refuses a loopback
+   * node IP and pods cannot reach the host's loopback, so a real node needs an address of its own.
+   */
+  bindAddress?: string;
+  /** kube-controller-manager controllers to run besides the default four (e.g. deployment-controller). */
+  extraControllers?: string[];
+  /**
+   * Keep the ServiceAccount admission plugin on (default off: no pod runs on a control plane alone).
+   * Pods on a real node need it to get their projected ServiceAccount token volume.
+   */
+  serviceAccountAdmission?: boolean;
+  /** More kube-apiserver flags (e.g. an audit policy and log). */
+  extraApiServerArgs?: string[];
 }
 
 export interface ControlPlane extends KubeConnection {
@@ -75,6 +89,9 @@ export interface ControlPlane extends KubeConnection {
 }
 
 const BINARIES = ['kube-apiserver', 'kube-controller-manager', 'etcd'] as const;
+/** The ClusterIP range of Services; its first address is the `kubernetes` Service's. */
+export const SERVICE_CLUSTER_IP_RANGE = '10.0.0.0/24';
+export const KUBERNETES_SERVICE_IP = '10.0.0.1';
 const KCM_CONTROLLERS = [
   'namespace-controller',
   'garbage-collector-controller',
@@ -96,7 +113,7 @@ function tailOf(file: string, lines = TAIL_LINES): string {
   return all.slice(-lines).join('\n');
 }
 
-class ManagedProcess {
+export class ManagedProcess {
   child: ChildProcess | undefined;
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private exited: Promise<void> = Promise.resolve();
@@ -257,7 +274,7 @@ function get(url: string, opts: { ca?: string; token?: string; insecure?: boolea
 }
 
 /** Polls `check` until it returns true, failing fast when a watched process exits. */
-async function until(
+export async function until(
   what: string,
   timeoutMs: number,
   procs: ManagedProcess[],
@@ -392,6 +409,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
   const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
   const log = opts.log ?? (() => {});
+  const host = opts.bindAddress ?? '127.0.0.1';
   const dir = mkdtempSync(join(tmpdir(), 'fwc-controlplane-'));
   const pki = join(dir, 'pki');
   const pidFile = join(dir, 'pids');
@@ -508,8 +526,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     let apiserver: ManagedProcess | undefined;
     const apiserverArgs = (p: number) => [
       `--etcd-servers=${etcdUrl}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--bind-address=${host}`,
+      `--advertise-address=${host}`,
       // 127.0.0.1 is not a valid Endpoints address; nothing in the tests needs the kubernetes Service endpoints.
       '--endpoint-reconciler-type=none',
       '--shutdown-watch-termination-grace-period=2s',
@@ -517,18 +535,19 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       `--cert-dir=${pki}`,
       `--token-auth-file=${tokensFile}`,
       '--authorization-mode=RBAC',
-      '--service-cluster-ip-range=10.0.0.0/24',
+      `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
       '--allow-privileged=true',
       // No token controller runs, so the ServiceAccount admission plugin would reject pods; the
       // ValidatingAdmissionPolicy plugin (default-enabled) must stay on for manifests/admission-policy.yaml.
-      '--disable-admission-plugins=ServiceAccount',
+      ...(opts.serviceAccountAdmission ? [] : ['--disable-admission-plugins=ServiceAccount']),
       `--service-account-issuer=https://127.0.0.1:${p}/`,
       `--service-account-key-file=${join(pki, 'sa.pub')}`,
       `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
+      ...(opts.extraApiServerArgs ?? []),
     ];
     const waitApiserverReady = async (proc: ManagedProcess) => {
       await until('kube-apiserver /readyz', startTimeoutMs, [...procs.filter((p) => p !== proc), proc], async () => {
-        const r = await get(`https://127.0.0.1:${port}/readyz`, { insecure: true });
+        const r = await get(`https://${host}:${port}/readyz`, { insecure: true });
         return r.status === 200;
       });
     };
@@ -548,7 +567,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       }
     });
     const api = apiserver as unknown as ManagedProcess;
-    const server = `https://127.0.0.1:${port}`;
+    const server = `https://${host}:${port}`;
     // Self-generated serving cert: the file holds the leaf and its self-signed CA.
     const caPem = readFileSync(join(pki, 'apiserver.crt'), 'utf8');
     const caData = Buffer.from(caPem).toString('base64');
@@ -581,7 +600,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         bins['kube-controller-manager'],
         [
           `--kubeconfig=${kubeconfigs.admin}`,
-          `--controllers=${KCM_CONTROLLERS.join(',')}`,
+          `--controllers=${[...KCM_CONTROLLERS, ...(opts.extraControllers ?? [])].join(',')}`,
+          // The root-ca-certificate-publisher-controller publishes this as ConfigMap kube-root-ca.crt, the CA
+          // of every pod's projected ServiceAccount volume.
+          ...(opts.extraControllers?.length ? [`--root-ca-file=${join(pki, 'apiserver.crt')}`] : []),
           '--leader-elect=false',
           '--use-service-account-credentials=false',
           '--secure-port=0',

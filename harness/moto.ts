@@ -25,21 +25,24 @@ export interface StartMotoOptions {
   startTimeoutMs?: number;
   /** Extra environment for the server (e.g. MOTO_ACCOUNT_ID). */
   env?: Record<string, string>;
+  /** Address to listen on. Default 127.0.0.1; pods on a real node need one they can route to. */
+  host?: string;
 }
 
-const WRAPPER = [
-  'import os, sys, threading, runpy',
-  'def _watch():',
-  '    try:',
-  '        sys.stdin.buffer.read()',
-  '    finally:',
-  '        os._exit(0)',
-  'threading.Thread(target=_watch, daemon=True).start()',
-  "sys.argv = ['moto.server', '-H', '127.0.0.1', '-p', '0']",
-  "runpy.run_module('moto.server', run_name='__main__', alter_sys=True)",
-].join('\n');
+const wrapper = (host: string) =>
+  [
+    'import os, sys, threading, runpy',
+    'def _watch():',
+    '    try:',
+    '        sys.stdin.buffer.read()',
+    '    finally:',
+    '        os._exit(0)',
+    'threading.Thread(target=_watch, daemon=True).start()',
+    `sys.argv = ['moto.server', '-H', '${host}', '-p', '0']`,
+    "runpy.run_module('moto.server', run_name='__main__', alter_sys=True)",
+  ].join('\n');
 
-const LISTENING = /Running on (http:\/\/127\.0\.0\.1:(\d+))/;
+const LISTENING = /Running on (http:\/\/[0-9.]+:(\d+))/;
 
 /**
  * The python of the project's moto virtual environment, which scripts/lib/toolchain.sh (ensure_moto; run by
@@ -55,7 +58,7 @@ export function projectMotoPython(): string {
 export async function startMoto(opts: StartMotoOptions = {}): Promise<Moto> {
   const python = opts.python ?? process.env.MOTO_PYTHON ?? projectMotoPython();
   const timeoutMs = opts.startTimeoutMs ?? 30_000;
-  const child = spawn(python, ['-u', '-c', WRAPPER], {
+  const child = spawn(python, ['-u', '-c', wrapper(opts.host ?? '127.0.0.1')], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, PYTHONUNBUFFERED: '1', ...opts.env },
   });

@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver, kube-controller-manager and etcd from the Go module proxy (no downloads of
 # prebuilt binaries), the way envtest's assets would look. Prints the directory holding the binaries.
+# With --node (or FWC_NODE_BINARIES=1) it also builds kube-scheduler and kubelet, for the real-node suite;
+# only binaries that are missing get built, so asking for the node later never rebuilds the control plane.
 #
 # Why a wrapper module: k8s.io/kubernetes requires its staging modules at v0.0.0 with local replaces,
 # which `go install ...@version` ignores. We require k8s.io/kubernetes at a pinned tag and replace every
 # staging module with its published v0.<minor>.<patch> tag, derived from that tag's own go.mod.
 #
-# Honours KUBEBUILDER_ASSETS: if it points at a directory with all three binaries, nothing is built.
+# Honours KUBEBUILDER_ASSETS: if it points at a directory with all the binaries asked for, nothing is built.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-1.35.4}"
 BINARIES=(kube-apiserver kube-controller-manager etcd)
+NODE_BINARIES=(kube-scheduler kubelet)
+WANT_NODE="${FWC_NODE_BINARIES:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --node) WANT_NODE=1 ;;
+    *) echo "unknown argument: $arg (usage: build-control-plane.sh [--node])" >&2; exit 2 ;;
+  esac
+done
+[ "$WANT_NODE" = 1 ] && BINARIES+=("${NODE_BINARIES[@]}")
 
 # shellcheck source=lib/cached-binaries.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cached-binaries.sh"
 OUT="$CACHE_ROOT/kube/v$KUBE_VERSION"
+# KUBEBUILDER_ASSETS pointing at our own cache (npm test exports it) is no reason to refuse building
+# what the cache still lacks.
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ "$(realpath -m "$KUBEBUILDER_ASSETS")" = "$(realpath -m "$OUT/bin")" ]; then
+  unset KUBEBUILDER_ASSETS
+fi
 use_existing_binaries KUBEBUILDER_ASSETS "$OUT/bin" "${BINARIES[@]}"
 
 command -v go >/dev/null || { echo "go is not installed: it is needed once to build the control plane" >&2; exit 1; }
@@ -44,29 +60,28 @@ GODEBUG_LINE="$(grep -E '^godebug ' "$GOMOD" | head -1 || true)"
   grep -E '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$GOMOD" | awk -v v="$STAGING_VERSION" '{printf "\t%s => %s %s\n",$1,$1,v}'
   echo ')'
 } > "$WORK/go.mod"
-cat > "$WORK/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "go.etcd.io/etcd/server/v3"
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-)
-GO
+{
+  printf '//go:build tools\n\npackage tools\n\nimport (\n'
+  printf '\t_ "go.etcd.io/etcd/server/v3"\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n'
+  [ "$WANT_NODE" = 1 ] && printf '\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n\t_ "k8s.io/kubernetes/cmd/kubelet"\n'
+  printf ')\n'
+} > "$WORK/tools.go"
 
 cd "$WORK"
 log "go mod tidy"
 go mod tidy >&2
 LDF="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$MINOR"
-for b in kube-apiserver kube-controller-manager; do
+for b in "${BINARIES[@]}"; do
+  [ "$b" = etcd ] && continue
+  [ -x "$OUT/bin/$b" ] && continue
   log "building $b"
   go build -trimpath -ldflags "$LDF" -o "$OUT/bin/.$b.tmp" "k8s.io/kubernetes/cmd/$b" >&2
   mv "$OUT/bin/.$b.tmp" "$OUT/bin/$b"
 done
-log "building etcd"
-go build -trimpath -ldflags "-s -w" -o "$OUT/bin/.etcd.tmp" go.etcd.io/etcd/server/v3 >&2
-mv "$OUT/bin/.etcd.tmp" "$OUT/bin/etcd"
+if [ ! -x "$OUT/bin/etcd" ]; then
+  log "building etcd"
+  go build -trimpath -ldflags "-s -w" -o "$OUT/bin/.etcd.tmp" go.etcd.io/etcd/server/v3 >&2
+  mv "$OUT/bin/.etcd.tmp" "$OUT/bin/etcd"
+fi
 log "done: $OUT/bin"
 echo "$OUT/bin"

@@ -6,6 +6,11 @@
 #
 # A green run means tests ran and passed: the run fails if any test failed, was skipped or is a todo,
 # or if the integration project ran no test at all (unless the arguments filter the run).
+#
+# Last, the real-node phase (unfiltered runs only): kube-scheduler + kubelet, the OS packages (containerd,
+# runc, CNI plugins), the controller image, then the `node` vitest project applying manifests/ on a real
+# kubelet. It needs root and apt: where it cannot run it says so loudly and fails under CI=true; otherwise
+# the run ends with "real-node suite NOT RUN", never a plain pass.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,6 +21,7 @@ ensure_dependencies
 ensure_moto
 
 RUN_START=$SECONDS
+NODE_SUITE_NOT_RUN=''
 CURRENT_PHASE=''
 PHASE_START=0
 
@@ -34,7 +40,10 @@ on_exit() {
     echo "!!! [$CURRENT_PHASE] FAILED after $((SECONDS - PHASE_START))s (exit $rc)" >&2
   fi
   [ -n "${REPORT_DIR:-}" ] && rm -rf "$REPORT_DIR"
-  if [ "$rc" -eq 0 ]; then
+  [ -n "${IMAGE_DIR:-}" ] && rm -rf "$IMAGE_DIR"
+  if [ "$rc" -eq 0 ] && [ -n "$NODE_SUITE_NOT_RUN" ]; then
+    echo "npm test: the other phases passed in $((SECONDS - RUN_START))s, but the real-node suite was NOT RUN ($NODE_SUITE_NOT_RUN)" >&2
+  elif [ "$rc" -eq 0 ]; then
     echo "npm test: all phases passed in $((SECONDS - RUN_START))s" >&2
   else
     echo "npm test: FAILED (exit $rc) after $((SECONDS - RUN_START))s" >&2
@@ -75,8 +84,11 @@ if [ $# -gt 0 ] && [ "${FWC_IMAGE_BUILD:-}" != 1 ]; then
 elif [ "$(id -u)" -ne 0 ] && toolchain_unavailable "building the image here needs root (debootstrap, chroot, podman)"; then
   [ "${CI:-}" != true ] || exit 1
 elif ensure_os_packages podman runc debootstrap zstd; then
-  FWC_IMAGE_REF="$(bash scripts/build-image.sh)"
-  export FWC_IMAGE_REF
+  # Also as an archive, which the real-node phase imports into containerd.
+  IMAGE_DIR="$(mktemp -d -t fwc-image-XXXXXX)"
+  FWC_IMAGE_ARCHIVE="$IMAGE_DIR/image.tar"
+  FWC_IMAGE_REF="$(bash scripts/build-image.sh --save "$FWC_IMAGE_ARCHIVE")"
+  export FWC_IMAGE_REF FWC_IMAGE_ARCHIVE
   echo "[image] built $FWC_IMAGE_REF" >&2
 elif [ "${CI:-}" = true ]; then
   echo "!!! [image] cannot build the container image, and CI=true: failing" >&2
@@ -173,4 +185,66 @@ if (problems.length > 0) {
 
 if [ "$vitest_rc" -ne 0 ]; then exit "$vitest_rc"; fi
 if [ "$check_rc" -ne 0 ]; then exit "$check_rc"; fi
+phase_end
+
+# ---------------------------------------------------------------------------------------------------------
+# The real node: our image and manifests on containerd + kubelet (test/node, harness/node).
+if [ "$FILTERED" -eq 1 ]; then
+  NODE_SUITE_NOT_RUN='the arguments filter the run'
+  exit 0
+fi
+node_suite_unavailable() {
+  NODE_SUITE_NOT_RUN="$1"
+  CURRENT_PHASE=''
+  {
+    echo '!!! ======================================================================================'
+    echo "!!! [node] the real-node suite cannot run here: $1"
+    echo '!!! It needs root and apt-get (containerd, runc, containernetworking-plugins, iptables, podman).'
+    echo '!!! ======================================================================================'
+  } >&2
+  # Under CI the gate must not pass without it.
+  if [ "${CI:-}" = true ]; then exit 1; fi
+  exit 0
+}
+[ "$(id -u)" -eq 0 ] || node_suite_unavailable 'not running as root'
+
+phase_begin node-packages
+ensure_os_packages containerd runc containernetworking-plugins iptables gcc libc6-dev podman ||
+  node_suite_unavailable 'OS packages missing and not installable'
+phase_end
+
+phase_begin node-binaries
+KUBEBUILDER_ASSETS="$(bash scripts/build-control-plane.sh --node)"
+phase_end
+
+export KUBEBUILDER_ASSETS
+if [ -z "${FWC_IMAGE_ARCHIVE:-}" ] || [ ! -f "$FWC_IMAGE_ARCHIVE" ]; then
+  phase_begin image-archive
+  IMAGE_DIR="$(mktemp -d -t fwc-image-XXXXXX)"
+  FWC_IMAGE_ARCHIVE="$IMAGE_DIR/image.tar"
+  FWC_IMAGE_REF="$(bash scripts/build-image.sh --save "$FWC_IMAGE_ARCHIVE")"
+  export FWC_IMAGE_ARCHIVE FWC_IMAGE_REF
+  phase_end
+fi
+
+phase_begin node
+NODE_REPORT="$(dirname "$FWC_IMAGE_ARCHIVE")/node-report.json"
+node_rc=0
+FWC_REAL_NODE=1 npx vitest run --project node --reporter=default --reporter=json --outputFile.json="$NODE_REPORT" || node_rc=$?
+node_check_rc=0
+REPORT="$NODE_REPORT" node --input-type=module -e '
+import { existsSync, readFileSync } from "node:fs";
+if (!existsSync(process.env.REPORT)) { console.error("node report check: vitest wrote no JSON report"); process.exit(1); }
+const r = JSON.parse(readFileSync(process.env.REPORT, "utf8"));
+const tests = r.testResults.flatMap((f) => f.assertionResults);
+const passed = tests.filter((t) => t.status === "passed").length;
+console.error(`real-node report: ${passed}/${tests.length} passed`);
+const broken = r.testResults.filter((f) => f.status === "failed");
+if (tests.length === 0 || passed !== tests.length || broken.length > 0) {
+  console.error("real-node report check FAILED: every test of the node project must run and pass");
+  process.exit(1);
+}
+' || node_check_rc=$?
+if [ "$node_rc" -ne 0 ]; then exit "$node_rc"; fi
+if [ "$node_check_rc" -ne 0 ]; then exit "$node_check_rc"; fi
 phase_end

@@ -112,7 +112,7 @@ toolchain_unavailable() {
 
 # ---------------------------------------------------------------------------------------------------------
 # Python's moto (the IAM emulator of the tests and `npm run local`), pinned by scripts/lib/moto-requirements.txt
-# in a project-local virtual environment; test/support/moto.ts starts .tools/moto-venv/bin/python.
+# in a project-local virtual environment; harness/moto.ts starts .tools/moto-venv/bin/python.
 MOTO_VENV="$TOOLS_DIR/moto-venv"
 ensure_moto() {
   local req="$PROJECT_ROOT/scripts/lib/moto-requirements.txt" stamp="$MOTO_VENV/.fwc-installed"
