@@ -71,7 +71,8 @@ export interface StepOutputs {
   serviceAccountRoleArn?: string;
 }
 
-export type StepState = 'Ready' | 'Failed' | 'Conflict' | 'Skipped' | 'Deleted';
+/** Progressing: running in the system's lane; Waiting: queued there for a free slot (see lanes.ts). */
+export type StepState = 'Ready' | 'Failed' | 'Conflict' | 'Skipped' | 'Deleted' | 'Progressing' | 'Waiting';
 
 export interface StepOutcome {
   state: StepState;
