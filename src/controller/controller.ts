@@ -319,6 +319,13 @@ export class WorkspaceController {
     throw new Error('controller did not become idle');
   }
 
+  /** Jobs per lane (tests, benchmarks). */
+  laneCounts(): Record<string, { running: number; waiting: number }> {
+    const out: Record<string, { running: number; waiting: number }> = {};
+    for (const [name, lane] of Object.entries(this.lanes)) if (lane) out[name] = lane.counts();
+    return out;
+  }
+
   /** No external step running or waiting in any lane. */
   lanesIdle(): boolean {
     return Object.values(this.lanes).every((lane) => {
