@@ -486,7 +486,10 @@ export class WorkspaceReconciler {
       const base = this.baseContext(workspaceId, key, false, true, log);
       for (const step of [...this.d.steps].reverse()) {
         const run = await this.runInPass(pass, key, step.name, () => step.teardown(base), log, true);
-        outcomes.set(step.name, run.outcome);
+        const prevStep = prev?.steps[step.name];
+        // A teardown being retried keeps showing why the last attempt failed.
+        const retrying = run.pending && prev?.phase === 'Deleting' && prevStep?.state === 'Failed';
+        outcomes.set(step.name, retrying && prevStep ? shownOutcome(prevStep) : run.outcome);
         if (run.pending) {
           pendingStep = step.name;
           break; // reverse order: the next step waits until this one is gone
@@ -503,7 +506,7 @@ export class WorkspaceReconciler {
     );
     const steps: Partial<Record<StepName, StepStatus>> = {};
     for (const [name, o] of outcomes) steps[name] = stepStatus(prev?.steps[name], o, now);
-    if (pendingStep && failed.length === 0) {
+    if (pendingStep) {
       // Still tearing down in a lane: say where it stands; the lane asks for this key again.
       const o = outcomes.get(pendingStep) as StepOutcome;
       const message = `${why}: ${pendingStep}: ${o.message}`;
