@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, type ControllerConfig, loadConfig } from './config/config.js';
-import { formatFieldErrors, parseWorkspace } from './spec/workspace.js';
+import { formatFieldErrors, parseWorkspace, type WorkspaceDocument, workspaceDocument } from './spec/workspace.js';
 
 const USAGE: Record<string, string> = {
   main: `Usage: flyte-workspace-controller <command> [options]
@@ -87,7 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`-f FILE is required\n\n${USAGE[command]}`);
     return 2;
   }
-  let raw: string;
+  let raw: WorkspaceDocument;
   try {
     raw = await readDocument(values.file as string, cfg.configMapKey);
   } catch (err) {
@@ -141,8 +141,10 @@ export function setOverrides(pairs: string[]): Record<string, unknown> {
 }
 
 /** Reads workspace.json from a file or stdin; a ConfigMap document is unwrapped to its data key. */
-async function readDocument(file: string, dataKey: string): Promise<string> {
-  const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+/** The document as bytes, so that invalid UTF-8 is reported rather than silently replaced. */
+async function readDocument(file: string, dataKey: string): Promise<WorkspaceDocument> {
+  const bytes = file === '-' ? readFileSync(0) : readFileSync(file);
+  const text = bytes.toString('utf8');
   const trimmed = text.trimStart();
   if (/^(apiVersion|kind|metadata):/m.test(trimmed) && !trimmed.startsWith('{')) {
     const { loadYaml } = await import('@kubernetes/client-node');
@@ -152,15 +154,16 @@ async function readDocument(file: string, dataKey: string): Promise<string> {
     const doc = JSON.parse(text) as { kind?: unknown };
     if (doc && doc.kind === 'ConfigMap') return extractFromConfigMap(doc, dataKey, file);
   } catch {
-    // Not JSON: hand the raw text to the validator, which reports it precisely.
+    // Not JSON: hand the raw bytes to the validator, which reports them precisely.
   }
-  return text;
+  return bytes;
 }
 
-function extractFromConfigMap(doc: unknown, dataKey: string, file: string): string {
-  const data = (doc as { data?: Record<string, unknown> })?.data;
-  const raw = data?.[dataKey];
-  if (typeof raw !== 'string') throw new Error(`${file}: ConfigMap has no data key "${dataKey}"`);
+function extractFromConfigMap(doc: unknown, dataKey: string, file: string): WorkspaceDocument {
+  const raw = workspaceDocument((doc ?? {}) as Record<string, unknown>, dataKey);
+  if (typeof raw !== 'string' && !(raw instanceof Uint8Array)) {
+    throw new Error(`${file}: ConfigMap has no data key "${dataKey}"`);
+  }
   return raw;
 }
 

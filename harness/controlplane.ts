@@ -1,7 +1,7 @@
 // A real Kubernetes control plane for integration tests: etcd + kube-apiserver + kube-controller-manager,
 // started from local binaries (scripts/build-control-plane.sh), the way controller-runtime's envtest does,
 // but with static-token users so tests can act as the controller's real RBAC identity.
-// See shared notes "kubernetes-and-aws.md" §3 for the flags and why they are what they are.
+// docs/external-systems.md (Kubernetes) says what this needs to reproduce and why.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
@@ -194,7 +194,7 @@ class PortInUseError extends ControlPlaneError {
 }
 
 /** `n` distinct free loopback ports (held open together while picking, so they cannot coincide). */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers = Array.from({ length: n }, () => createServer());
   const ports = await Promise.all(
     servers.map(
@@ -279,6 +279,15 @@ async function until(
 
 // ---------------------------------------------------------------------------------------------------------
 // Files
+
+/** Writes `<dir>/<identity>.kubeconfig` for a connection (e.g. for a controller started as a child process). */
+export function writeKubeconfigFile(conn: KubeConnection, identity: Identity, dir: string): string {
+  const file = join(dir, `${identity}.kubeconfig`);
+  const [user, token] =
+    identity === 'admin' ? [ADMIN_USERNAME, conn.adminToken] : [CONTROLLER_USERNAME, conn.controllerToken];
+  writeFileSync(file, kubeconfigYaml(conn.server, conn.caData, user, token), { mode: 0o600 });
+  return file;
+}
 
 function kubeconfigYaml(server: string, caData: string, user: string, token: string): string {
   // JSON is valid YAML; no dependency needed.
