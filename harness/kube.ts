@@ -14,23 +14,23 @@ import {
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
 import {
-  ADMIN_USERNAME,
   CONTROLLER_NAMESPACE,
   CONTROLLER_SERVICE_ACCOUNT,
-  CONTROLLER_USERNAME,
+  credentialsOf,
   type Identity,
   type KubeConnection,
 } from './controlplane.js';
 
 export type { Identity, KubeConnection };
+export { credentialsOf };
 
 /**
- * A KubeConfig for one of the two identities: `admin` (system:masters) or `controller` (the controller's
- * ServiceAccount name and groups, so it gets exactly the RBAC in manifests/rbac.yaml).
+ * A KubeConfig for one of the identities: `admin` (system:masters), `controller` (the controller's
+ * ServiceAccount name and groups, so it gets exactly the RBAC in manifests/rbac.yaml) or `oncall` (a person
+ * in group flyte-workspace-oncall, with only what manifests/oncall-rbac.yaml grants).
  */
 export function kubeConfigFor(identity: Identity, conn: KubeConnection): KubeConfig {
-  const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-  const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+  const { user, token } = credentialsOf(identity, conn);
   const kc = new KubeConfig();
   kc.loadFromOptions({
     clusters: [{ name: 'fwc-test', server: conn.server, caData: conn.caData, skipTLSVerify: false }],

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePorts } from './controlplane.js';
 
 const ROOT = join(import.meta.dirname, '..');
-export const MONITORING_MANIFEST = join(ROOT, 'manifests', 'monitoring.yaml');
+export const MONITORING_MANIFEST = join(ROOT, 'manifests', 'monitoring', 'monitoring.yaml');
 export const GRAFANA_DASHBOARD = join(ROOT, 'manifests', 'grafana-dashboard.json');
 
 /** The directory holding `prometheus` and `promtool` (built once into the cache, or $PROMETHEUS_BIN). */

@@ -18,7 +18,7 @@ export const LAYERS: { name: string; paths: string[] }[] = [
   { name: 'reconcile', paths: ['src/reconcile/'] },
   { name: 'runtime', paths: ['src/watch/', 'src/queue/', 'src/leader/', 'src/server/', 'src/shutdown.ts'] },
   { name: 'controller', paths: ['src/controller/'] },
-  { name: 'cli', paths: ['src/cli.ts'] },
+  { name: 'cli', paths: ['src/cli.ts', 'src/cli/'] },
   { name: 'harness', paths: ['harness/'] },
   { name: 'scripts', paths: ['scripts/'] },
   { name: 'tests', paths: ['test/', 'vitest.config.ts'] },

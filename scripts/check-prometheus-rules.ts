@@ -1,4 +1,4 @@
-// `npm test` phase: the PrometheusRule in manifests/monitoring.yaml checked by a real promtool.
+// `npm test` phase: the PrometheusRule in manifests/monitoring/monitoring.yaml checked by a real promtool.
 //   1. its spec.groups, written out as a plain rule file, pass `promtool check rules` (lint problems fatal);
 //   2. the unit tests in test/prometheus/*.test.yaml pass `promtool test rules`;
 //   3. every alert has a test case where it fires and one where it stays silent, and no case names an alert

@@ -520,6 +520,9 @@ function printTryAChange(env: Env, workspaces: ExampleWorkspace[], once: boolean
         : `  apply:   save an edit into ${rel(file)}: it is applied to ${ws.namespace}/${ws.name} and the new status printed`,
     );
   }
+  const cli = `node ${rel(join(ROOT, 'dist/cli.js'))}`;
+  out(`  status:  ${cli} status --kubeconfig ${rel(env.kubeconfigs.admin)}   (-w to follow, --not-ready, -o wide)`);
+  out(`  rerun:   ${cli} rerun ${workspaces.map((w) => w.name).join(' ')} --kubeconfig ${rel(env.kubeconfigs.admin)}`);
   out(
     `  kubectl: if you have it: KUBECONFIG=${rel(env.kubeconfigs.admin)} kubectl -n workspace-platform get cm -o yaml`,
   );

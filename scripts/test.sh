@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What `npm test` (and CI, through .ci/run) runs: lint, typecheck, layer check, generated-code check, build, the
 # container image, the real control-plane binaries, prometheus and promtool (and promtool's checks of the alert
-# rules), then every vitest project including the integration tests on a real kube-apiserver. Extra arguments
-# go to vitest: `npm test -- test/unit`, `npm test -- -t 'quota'`.
+# rules), kustomize build of manifests/, then every vitest project including the integration tests on a real
+# kube-apiserver. Extra arguments go to vitest: `npm test -- test/unit`, `npm test -- -t 'quota'`.
 #
 # A green run means tests ran and passed: the run fails if any test failed, was skipped or is a todo,
 # or if the integration project ran no test at all (unless the arguments filter the run).
@@ -101,6 +101,16 @@ phase_end
 # promtool check rules and promtool test rules on the PrometheusRule (test/prometheus/*.test.yaml).
 phase_begin prometheus-rules
 npx tsx scripts/check-prometheus-rules.ts
+phase_end
+
+# The pinned kustomize (built once from the Go module proxy, cached like the control plane); every
+# kustomization in manifests/ must build. The integration test dry-runs the output on the apiserver.
+phase_begin kustomize
+KUSTOMIZE="$(bash scripts/build-kustomize.sh)"
+export KUSTOMIZE
+while IFS= read -r kustomization; do
+  "$KUSTOMIZE" build "$(dirname "$kustomization")" >/dev/null
+done < <(find manifests -name kustomization.yaml | sort)
 phase_end
 
 # Does the user's argument list narrow the run? Then "integration ran 0 tests" is expected, and with a

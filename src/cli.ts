@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// flyte-workspace-controller: `run` the daemon, `plan` a workspace against live systems, `validate` a document.
+// flyte-workspace-controller: `run` the daemon, `plan` a workspace against live systems, `validate` a document,
+// and the day-2 commands `status` and `rerun` (src/cli/), which need only a kubeconfig with access to the
+// workspace ConfigMaps.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, type ControllerConfig, loadConfig } from './config/config.js';
@@ -12,6 +14,8 @@ Commands:
   run        start the controller (watch workspace ConfigMaps and reconcile)
   plan       show what the controller would create, change and delete for a workspace, changing nothing
   validate   check a workspace.json and report every error
+  status     show every workspace's phase, readiness and last error (from the ConfigMaps' status)
+  rerun      reconcile workspaces now and wait for the result
 
 Run 'flyte-workspace-controller <command> --help' for the options of a command.`,
   run: `Usage: flyte-workspace-controller run [--config FILE] [--set SETTING=VALUE]... [--kubeconfig FILE]
@@ -31,6 +35,38 @@ IAM and FlyteAdmin, reading live state and writing nothing.
 
 Validates a workspace.json (or a ConfigMap holding one) and prints every error with its field.
 Exit code 0 when valid, 1 when invalid.`,
+  status: `Usage: flyte-workspace-controller status [-n NAMESPACE | -A] [--not-ready] [-w] [-o wide|json|yaml] [--kubeconfig FILE] [--config FILE]
+
+One line per workspace ConfigMap: source, workspace id, phase, Ready and for how long, the failing step
+and its reason, the last error (cut to the terminal width). Reads the ConfigMaps' status annotation with
+one paginated LIST; needs get/list (and watch for -w) on configmaps, nothing of the controller.
+  -n, --namespace NS     source namespace to read (default: the configured sourceNamespaces, workspace-platform)
+  -A, --all-namespaces   every namespace (ConfigMaps labelled with configMapSelector, app=workspace-config)
+  --not-ready            only workspaces whose Ready condition is not True
+  -w, --watch            keep watching and print a line whenever a workspace changes (Ctrl-C ends)
+  -o, --output FORMAT    wide (adds namespaces, role, project, rerun state; message not cut), json or yaml
+Exit codes: 0 listed; 1 --not-ready found some; 2 usage; 3 cluster unreachable (or no usable
+kubeconfig); 4 the API server refused (Unauthorized, Forbidden).`,
+  rerun: `Usage: flyte-workspace-controller rerun (NAME... | --all-not-ready) [-n NAMESPACE] [--timeout 5m] [--kubeconfig FILE] [--config FILE]
+
+Requests a reconcile of each named workspace ConfigMap now, like \`flux reconcile\`: sets the annotation
+workspaces.flyte.org/reconcile-requested-at to a fresh token (a JSON merge patch of that annotation only),
+waits until the controller's status reports it handled (lastHandledReconcileAt), and prints the result.
+Needs get, list, watch and patch on configmaps in the namespace (manifests/oncall-rbac.yaml).
+  -n, --namespace NS     source namespace (default: the first configured source namespace, workspace-platform)
+  --all-not-ready        rerun every workspace in the namespace whose Ready condition is not True
+  --timeout DURATION     how long to wait for the controller, e.g. 90s, 5m (default 5m)
+Exit codes: 0 every workspace reconciled and Ready; 1 some are not Ready, timed out or not found;
+2 usage; 3 cluster unreachable (or no usable kubeconfig); 4 the API server refused (Unauthorized, Forbidden).`,
+};
+
+/** The options each command takes; any other is a usage error. */
+const COMMAND_OPTIONS: Record<string, string[]> = {
+  run: ['config', 'set', 'kubeconfig'],
+  plan: ['config', 'set', 'kubeconfig', 'file', 'source', 'json'],
+  validate: ['config', 'set', 'file'],
+  status: ['config', 'set', 'kubeconfig', 'namespace', 'all-namespaces', 'not-ready', 'watch', 'output'],
+  rerun: ['config', 'set', 'kubeconfig', 'namespace', 'all-not-ready', 'timeout'],
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -44,8 +80,9 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   let values: Record<string, string | boolean | string[] | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: rest,
       options: {
         help: { type: 'boolean', short: 'h' },
@@ -55,9 +92,20 @@ export async function main(argv: string[]): Promise<number> {
         source: { type: 'string' },
         json: { type: 'boolean' },
         set: { type: 'string', multiple: true },
+        namespace: { type: 'string', short: 'n' },
+        'all-namespaces': { type: 'boolean', short: 'A' },
+        'not-ready': { type: 'boolean' },
+        watch: { type: 'boolean', short: 'w' },
+        output: { type: 'string', short: 'o' },
+        'all-not-ready': { type: 'boolean' },
+        timeout: { type: 'string' },
       },
       strict: true,
+      allowPositionals: true,
     }));
+    const misplaced = Object.keys(values).find((k) => k !== 'help' && !COMMAND_OPTIONS[command]?.includes(k));
+    if (misplaced) throw new Error(`option --${misplaced} does not apply to ${command}`);
+    if (positionals.length > 0 && command !== 'rerun') throw new Error(`unexpected argument "${positionals[0]}"`);
   } catch (err) {
     console.error(`${(err as Error).message}\n\n${USAGE[command]}`);
     return 2;
@@ -76,6 +124,15 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     console.error(err instanceof ConfigError ? err.message : `cannot load configuration: ${(err as Error).message}`);
     return 2;
+  }
+
+  if (command === 'status' || command === 'rerun') {
+    const { runDay2 } = await import('./cli/day2.js');
+    const usage = (message: string) => {
+      console.error(`${message}\n\n${USAGE[command]}`);
+      return 2;
+    };
+    return runDay2(command, cfg, values, positionals, usage);
   }
 
   if (command === 'run') {

@@ -119,8 +119,8 @@ export interface KubeApi {
   list(kind: KindName, opts?: ListOptions): Promise<KubeObject[]>;
   /** Server-side apply with the controller's field manager and force. */
   apply(obj: KubeObject, opts?: ApplyOptions): Promise<KubeObject>;
-  /** JSON merge patch (used for Event counts). */
-  mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject>;
+  /** JSON merge patch (Event counts; the CLI's rerun annotation, under its own field manager). */
+  mergePatch(ref: ObjectRef, patch: unknown, opts?: { fieldManager?: string }): Promise<KubeObject>;
   create(obj: KubeObject): Promise<KubeObject>;
   /** Returns false when the object was already gone. */
   delete(ref: ObjectRef, opts?: DeleteOptions): Promise<boolean>;
@@ -269,10 +269,10 @@ export class HttpKubeApi implements KubeApi {
     });
   }
 
-  async mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject> {
+  async mergePatch(ref: ObjectRef, patch: unknown, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
     return this.stats.track(`patch_${ref.kind}`, true, async () => {
-      // Named like the applies, so every field the controller writes shows one manager.
-      const q = new URLSearchParams({ fieldManager: this.opts.fieldManager });
+      // Named like the applies (or as the caller asks), so every field written shows who wrote it.
+      const q = new URLSearchParams({ fieldManager: opts.fieldManager ?? this.opts.fieldManager });
       const out = await this.request<KubeObject>(
         'PATCH',
         `${objectPath(ref)}?${q}`,

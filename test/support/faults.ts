@@ -31,14 +31,13 @@ import { pino } from 'pino';
 import { inject } from 'vitest';
 import { type FaultProxy, startFaultProxy } from '../../harness/aws-fault-proxy.js';
 import {
-  ADMIN_USERNAME,
-  CONTROLLER_USERNAME,
   type ControlPlane,
   type Identity,
   type KubeConnection,
   startControlPlane,
 } from '../../harness/controlplane.js';
 import { type FlyteAdminDouble, startFlyteAdminDouble } from '../../harness/flyteadmin-double.js';
+import { credentialsOf } from '../../harness/kube.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { SdkIamApi } from '../../src/adapters/iam.js';
 import { HttpKubeApi, type KubeObject, MANAGED_KINDS, refOf } from '../../src/adapters/kubernetes.js';
@@ -231,8 +230,7 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const kubeConfig = (identity: Identity) => {
-    const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-    const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+    const { user, token } = credentialsOf(identity, conn);
     const kc = new KubeConfig();
     // client-node accepts plain HTTP only with skipTLSVerify (there is no TLS to verify on loopback).
     kc.loadFromOptions({
@@ -248,8 +246,7 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
     url,
     kubeConfig,
     kubeconfigFile(identity, dir) {
-      const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-      const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+      const { user, token } = credentialsOf(identity, conn);
       const file = join(dir, `${identity}-via-proxy.kubeconfig`);
       writeFileSync(
         file,

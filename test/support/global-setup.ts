@@ -70,6 +70,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     caData: cp.caData,
     adminToken: cp.adminToken,
     controllerToken: cp.controllerToken,
+    oncallToken: cp.oncallToken,
   });
   project.provide('motoEndpoint', moto.endpoint);
 
