@@ -11,8 +11,10 @@ import type { Metrics } from '../metrics/metrics.js';
 import { Priority, WorkQueue } from '../queue/workqueue.js';
 import { ClaimIndex } from '../reconcile/claims.js';
 import { KubeEventRecorder } from '../reconcile/events.js';
+import { SystemLane } from '../reconcile/lanes.js';
 import { RetryableReconcileError, WorkspaceReconciler } from '../reconcile/reconciler.js';
 import { parseStatus } from '../reconcile/status.js';
+import type { StepName, StepOutcome } from '../reconcile/types.js';
 import { parseWorkspace } from '../spec/workspace.js';
 import {
   type ConfigMapSources,
@@ -68,6 +70,7 @@ export class WorkspaceController {
   private managed?: ManagedSources;
   private sweeper?: OrphanSweeper;
   private readonly phases = new Map<string, string>();
+  private readonly lanes: Partial<Record<StepName, SystemLane>> = {};
   private stopped = false;
   /** True until every cache has listed once (see eventPriority). */
   private replayingInitialList = true;
@@ -96,6 +99,19 @@ export class WorkspaceController {
       onDriftCheckInterval: (system, seconds) => metrics.driftCheckInterval.set({ system }, seconds),
     });
     const identity = o.identity ?? `${hostname()}_${process.pid}`;
+    // One bulkhead per external system, as wide as that system's own call limit: a sick system fills its
+    // lane, never the workers that run every workspace's Kubernetes step.
+    for (const step of steps) {
+      if (step.name === 'kubernetes') continue;
+      const system = step.name;
+      const capacity = system === 'iam' ? cfg.aws.maxConcurrentCalls : cfg.flyte.maxConcurrentCalls;
+      const onSettled = (key: string, token: string, outcome: StepOutcome) => {
+        const matters = this.reconciler.laneSettled(key, token, system, outcome);
+        if (matters) this.queue.add(key);
+        return matters;
+      };
+      this.lanes[system] = new SystemLane({ system, capacity, onSettled, metrics });
+    }
     this.reconciler = new WorkspaceReconciler({
       cfg,
       kube: this.kube,
@@ -106,6 +122,7 @@ export class WorkspaceController {
       metrics,
       log,
       enqueue: (key) => this.queue.add(key),
+      lanes: this.lanes,
     });
     this.queue = new WorkQueue({
       name: cfg.controllerName,
@@ -173,7 +190,7 @@ export class WorkspaceController {
     this.sweeper.start();
   }
 
-  private async process(key: string): Promise<{ requeueAfterMs?: number } | undefined> {
+  private async process(key: string): Promise<{ requeueAfterMs?: number; waiting?: boolean } | undefined> {
     const start = performance.now();
     this.inFlight.set(key, []);
     const { controllerName } = this.o.cfg;
@@ -298,13 +315,28 @@ export class WorkspaceController {
     const deadline = Date.now() + timeoutMs;
     let quietSince = 0;
     while (Date.now() < deadline) {
-      if (this.queue.idle()) {
+      if (this.queue.idle() && this.lanesIdle()) {
         quietSince ||= Date.now();
         if (Date.now() - quietSince > 300) return;
       } else quietSince = 0;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error('controller did not become idle');
+  }
+
+  /** Jobs per lane (tests, benchmarks). */
+  laneCounts(): Record<string, { running: number; waiting: number }> {
+    const out: Record<string, { running: number; waiting: number }> = {};
+    for (const [name, lane] of Object.entries(this.lanes)) if (lane) out[name] = lane.counts();
+    return out;
+  }
+
+  /** No external step running or waiting in any lane. */
+  lanesIdle(): boolean {
+    return Object.values(this.lanes).every((lane) => {
+      const n = lane?.counts();
+      return !n || n.running + n.waiting === 0;
+    });
   }
 
   ready(): { ok: boolean; failing: string[] } {
@@ -325,7 +357,13 @@ export class WorkspaceController {
     if (this.stopped) return [];
     this.stopped = true;
     this.sweeper?.stop();
+    const started = Date.now();
     const abandoned = await this.queue.shutDown({ drainTimeoutMs: drainMs });
+    // External steps still in their lanes: as long as the drain allows, then abandoned (the next leader
+    // redoes them; every step is idempotent).
+    const left = Math.max(0, drainMs - (Date.now() - started));
+    const lanes = await Promise.all(Object.values(this.lanes).map((lane) => lane?.close(left) ?? []));
+    for (const keys of lanes) abandoned.push(...keys.filter((k) => !abandoned.includes(k)));
     await this.sources?.stop();
     await this.managed?.stop();
     return abandoned;

@@ -3,7 +3,8 @@
 export type StepName = 'kubernetes' | 'iam' | 'flyte';
 export type SystemName = StepName;
 
-export type StepState = 'Ready' | 'Failed' | 'Conflict' | 'Skipped' | 'Deleted';
+/** Progressing: running in the system's lane; Waiting: queued there for a free slot (reconcile/lanes.ts). */
+export type StepState = 'Ready' | 'Failed' | 'Conflict' | 'Skipped' | 'Deleted' | 'Progressing' | 'Waiting';
 
 export interface StepOutcome {
   state: StepState;

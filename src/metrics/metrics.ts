@@ -140,6 +140,12 @@ export class Metrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly laneJobs = new Gauge({
+    name: 'flyte_workspace_external_jobs',
+    help: "Workspace steps in an external system's lane (bulkhead): running, or waiting for a free slot",
+    labelNames: ['system', 'state'] as const,
+    registers: [this.registry],
+  });
   readonly driftCheckInterval = new Gauge({
     name: 'flyte_workspace_drift_check_interval_seconds',
     help: 'How often each converged workspace is re-read in an external system to find drift (IAM: stretched to the request budget)',

@@ -15,6 +15,7 @@ import {
 } from '../spec/workspace.js';
 import type { ClaimIndex, SourceLookup } from './claims.js';
 import type { EventSink } from './events.js';
+import type { LaneAnswer, SystemLane } from './lanes.js';
 import {
   clipMessage,
   type Phase,
@@ -39,6 +40,8 @@ import {
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
+  /** A step is still running in its lane, which asks for the key again (see WorkQueue's Result). */
+  waiting?: boolean;
 }
 
 export interface ReconcilerDeps {
@@ -53,7 +56,37 @@ export interface ReconcilerDeps {
   log: Logger;
   /** Asked when a key is handed over to another claimant (e.g. the winner of a released claim). */
   enqueue?: (key: string) => void;
+  /**
+   * Bulkheads for the external steps (see lanes.ts). A step with a lane runs there: a worker never waits
+   * on that system. Without one (plan, tests of a single step) it runs inline.
+   */
+  lanes?: Partial<Record<StepName, SystemLane>>;
 }
+
+/**
+ * The external outcomes gathered by the reconciles of one key towards one goal (`token`: a desired state,
+ * a rerun token, or teardown). A step that settled in an earlier reconcile of the pass is not asked again;
+ * the pass ends when a reconcile finds no step pending, so the next one asks every step afresh (a cache
+ * answers inline, or a drift check runs in the lane).
+ */
+interface Pass {
+  token: string;
+  outcomes: Map<StepName, StepOutcome>;
+  /** Steps still running or queued in their lanes, as of the last reconcile of this pass. */
+  pending: Set<StepName>;
+  /** Of those, re-checks of a step status already shows as Ready for this spec (drift checks). */
+  background: Set<StepName>;
+}
+
+/** How a step stands in this reconcile: settled, or still running/queued in its lane. */
+type StepRun = { outcome: StepOutcome; pending: boolean };
+
+/** Step states that are a step's answer (as opposed to Progressing/Waiting: still asking). */
+const SETTLED = new Set<string>(['Ready', 'Failed', 'Conflict']);
+const PENDING = new Set<string>(['Progressing', 'Waiting']);
+
+const SYSTEM_WORDS: Record<StepName, string> = { kubernetes: 'Kubernetes', iam: 'IAM', flyte: 'FlyteAdmin' };
+const REASON_PREFIX: Record<StepName, string> = { kubernetes: 'Kubernetes', iam: 'Iam', flyte: 'Flyte' };
 
 /** Thrown to make the queue back off and retry; the status already says why. */
 export class RetryableReconcileError extends Error {
@@ -78,7 +111,69 @@ export function matchesSelector(obj: KubeObject, selector: string): boolean {
 }
 
 export class WorkspaceReconciler {
+  private readonly passes = new Map<string, Pass>();
+
   constructor(private readonly d: ReconcilerDeps) {}
+
+  /** Forgets a key's pass and lane results (its ConfigMap is gone for good). */
+  forget(key: string): void {
+    this.passes.delete(key);
+    for (const lane of Object.values(this.d.lanes ?? {})) lane?.forget(key);
+  }
+
+  private passFor(key: string, token: string): Pass {
+    let pass = this.passes.get(key);
+    if (pass?.token !== token) {
+      pass = { token, outcomes: new Map(), pending: new Set(), background: new Set() };
+      this.passes.set(key, pass);
+    }
+    return pass;
+  }
+
+  /**
+   * A lane job of `key` settled. Returns whether the key must be reconciled again to take the outcome: not
+   * when it only confirmed what status already shows (a drift check that found nothing), so a resync
+   * costs one reconcile per workspace, as before the lanes.
+   */
+  laneSettled(key: string, token: string, step: StepName, outcome: StepOutcome): boolean {
+    const pass = this.passes.get(key);
+    if (pass?.token !== token) return true;
+    if (pass.background.has(step) && outcome.state === 'Ready' && outcome.writes === 0) {
+      pass.background.delete(step);
+      pass.pending.delete(step);
+      if (pass.pending.size === 0) this.passes.delete(key);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Runs one step of the pass: the Kubernetes step (or any step without a lane) inline, an external one
+   * through its lane unless it already settled in this pass. Pending steps get a Progressing or Waiting
+   * outcome that says where they stand.
+   */
+  private async runInPass(
+    pass: Pass,
+    key: string,
+    name: StepName,
+    fn: () => Promise<StepOutcome>,
+    log: Logger,
+    teardown = false,
+    background = false,
+  ): Promise<StepRun> {
+    const lane = this.d.lanes?.[name];
+    if (!lane) return { outcome: await this.runStep(name, fn, log, teardown), pending: false };
+    const known = pass.outcomes.get(name);
+    if (known) return { outcome: known, pending: false };
+    const answer = await lane.request(key, pass.token, () => this.runStep(name, fn, log, teardown), {
+      background,
+    });
+    if (answer.kind === 'settled') {
+      pass.outcomes.set(name, answer.outcome);
+      return { outcome: answer.outcome, pending: false };
+    }
+    return { outcome: pendingOutcome(name, answer), pending: true };
+  }
 
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = key.split('/') as [string, string];
@@ -98,6 +193,7 @@ export class WorkspaceReconciler {
         log.info('workspace ConfigMap lost its label; tearing down what it provisioned');
         return this.finalize(live, log, 'Disabled', 'ConfigMap no longer labelled as a workspace');
       }
+      this.forget(key);
       return {};
     }
     if (cm.metadata.deletionTimestamp) {
@@ -253,14 +349,41 @@ export class WorkspaceReconciler {
     const base = this.baseContext(spec.workspaceId, source, false, force, log);
     const specUnchanged = prev?.observedSpecHash === specHash && prev.phase === 'Ready';
     const ctx = { ...base, spec, specHash, specUnchanged, previous: prev };
+    const key = source;
+    const pass = this.passFor(key, `ensure:${specHash}:${force ? requested : ''}`);
+    // The runner ServiceAccount names the role by the ARN IAM last returned (this pass, else the status),
+    // else by the computed one: a pure function of configuration and name, so the namespace never waits
+    // for IAM (see README, "Bulkheads").
+    const knownArn = pass.outcomes.get('iam')?.details?.roleArn ?? prev?.roleArn;
+    if (knownArn) ctx.outputs.roleArn = knownArn;
     const outcomes = new Map<StepName, StepOutcome>();
+    const pending = new Set<StepName>();
+    let blocked = false;
+    pass.background.clear();
     for (const step of this.d.steps) {
-      const outcome = await this.runStep(step.name, () => step.ensure(ctx), log);
-      outcomes.set(step.name, outcome);
-      if (outcome.state === 'Conflict') break; // not ours: create nothing further
+      if (blocked) break; // create order: a step starts only once the ones before it settled
+      const prevStep = prev?.steps[step.name];
+      // What status shows for this spec while the step runs again in its lane: a Ready one being re-checked
+      // (drift check) or a Failed one being retried keeps showing; only a first run shows Progressing.
+      const shown =
+        !force && prev?.specHash === specHash && prevStep && SETTLED.has(prevStep.state) ? prevStep : undefined;
+      const background = !!shown && specUnchanged && shown.state === 'Ready';
+      // A step that may run on in its lane gets its own outputs: later reconciles must not see them half-set.
+      const stepCtx = this.d.lanes?.[step.name] ? { ...ctx, outputs: { ...ctx.outputs } } : ctx;
+      const run = await this.runInPass(pass, key, step.name, () => step.ensure(stepCtx), log, false, background);
+      if (run.pending) {
+        pending.add(step.name);
+        if (background) pass.background.add(step.name);
+        if (!shown) blocked = true;
+      }
+      outcomes.set(step.name, run.pending && shown ? shownOutcome(shown) : run.outcome);
+      if (step.name === 'iam' && !run.pending && run.outcome.details?.roleArn) {
+        ctx.outputs.roleArn = run.outcome.details.roleArn;
+      }
+      if (run.outcome.state === 'Conflict') break; // not ours: create nothing further
     }
     // The ServiceAccount annotation must carry the ARN IAM actually returned; redo the Kubernetes
-    // step when it differs from the computed one used on the first pass.
+    // step when it differs from the one used on the first pass.
     const kubeStep = this.d.steps.find((s) => s.name === 'kubernetes');
     const iamArn = outcomes.get('iam')?.details?.roleArn;
     if (
@@ -269,15 +392,25 @@ export class WorkspaceReconciler {
       outcomes.get('kubernetes')?.state === 'Ready' &&
       iamArn !== ctx.outputs.serviceAccountRoleArn
     ) {
+      ctx.outputs.roleArn = iamArn;
       outcomes.set('kubernetes', await this.runStep('kubernetes', () => kubeStep.ensure(ctx), log));
     }
+    // Steps not reached (behind a pending one) keep what status showed.
+    for (const step of this.d.steps) {
+      const prevStep = prevForWrite?.steps[step.name];
+      if (!outcomes.has(step.name) && pending.size > 0 && prevStep) outcomes.set(step.name, shownOutcome(prevStep));
+    }
+    const inProgress = [...pending].filter((n) => PENDING.has(outcomes.get(n)?.state ?? 'Ready'));
+    pass.pending = pending;
+    if (pending.size === 0) this.passes.delete(key);
 
     const steps: Partial<Record<StepName, StepStatus>> = {};
     for (const [name, o] of outcomes) steps[name] = stepStatus(prevForWrite?.steps[name], o, now);
     const failed = [...outcomes.values()].filter((o) => o.state === 'Failed');
     const conflict = [...outcomes.values()].find((o) => o.state === 'Conflict');
-    const phase: Phase = conflict ? 'Conflict' : failed.length > 0 ? 'Failed' : 'Ready';
-    const firstProblem = conflict ?? failed[0];
+    const progressing = inProgress.length > 0 ? outcomes.get(inProgress[0] as StepName) : undefined;
+    const phase: Phase = conflict ? 'Conflict' : failed.length > 0 ? 'Failed' : progressing ? 'Provisioning' : 'Ready';
+    const firstProblem = conflict ?? failed[0] ?? progressing;
     const writes = [...outcomes.values()].reduce((n, o) => n + o.writes, 0);
     const readyMessage = firstProblem
       ? `${[...outcomes.entries()].find(([, o]) => o === firstProblem)?.[0]}: ${firstProblem.message}`
@@ -309,10 +442,17 @@ export class WorkspaceReconciler {
     if (details.roleArn) status.roleArn = details.roleArn;
     if (details.projectId) status.flyteProject = details.projectId;
     if (details.consoleUrl) status.consoleUrl = details.consoleUrl;
-    if (firstProblem) status.lastError = clipMessage(readyMessage);
-    if (requested !== undefined) status.lastHandledReconcileAt = requested;
+    if (firstProblem && firstProblem !== progressing) status.lastError = clipMessage(readyMessage);
+    // A rerun is handled once every step has answered for it; until then the previous token stays.
+    if (requested !== undefined && (pending.size === 0 || !force)) status.lastHandledReconcileAt = requested;
+    else if (prev?.lastHandledReconcileAt !== undefined) status.lastHandledReconcileAt = prev.lastHandledReconcileAt;
     await this.writeStatus(live, prevForWrite, status, true);
 
+    if (pending.size > 0) {
+      // The lane asks for this key again when a step settles with news: Events and retries are decided
+      // once every step has answered, not on each partial pass.
+      return { waiting: true };
+    }
     if (firstProblem) {
       await this.d.events.emit(cm, 'Warning', firstProblem.reason, readyMessage);
     } else if (writes > 0 || prev?.phase !== 'Ready') {
@@ -323,7 +463,7 @@ export class WorkspaceReconciler {
         `workspace ${spec.workspaceId} ready (${writes} change(s))`,
       );
     }
-    if (force) log.info({ token: requested }, 'rerun request handled');
+    if (force && pending.size === 0) log.info({ token: requested }, 'rerun request handled');
     if (failed.some((o) => o.retryable !== false)) {
       throw new RetryableReconcileError(readyMessage);
     }
@@ -344,20 +484,49 @@ export class WorkspaceReconciler {
     const now = new Date().toISOString();
     const others = workspaceId ? this.d.claims.claimants(workspaceId).filter((k) => k !== key) : [];
     const outcomes = new Map<StepName, StepOutcome>();
+    let pendingStep: StepName | undefined;
     if (workspaceId && prev?.owner && others.length === 0) {
-      log.info({ workspace: workspaceId, why }, 'tearing down workspace');
+      const pass = this.passFor(key, `teardown:${workspaceId}`);
+      if (pass.outcomes.size === 0) log.info({ workspace: workspaceId, why }, 'tearing down workspace');
       const base = this.baseContext(workspaceId, key, false, true, log);
       for (const step of [...this.d.steps].reverse()) {
-        outcomes.set(step.name, await this.runStep(step.name, () => step.teardown(base), log, true));
+        const run = await this.runInPass(pass, key, step.name, () => step.teardown(base), log, true);
+        const prevStep = prev?.steps[step.name];
+        // A teardown being retried keeps showing why the last attempt failed.
+        const retrying = run.pending && prev?.phase === 'Deleting' && prevStep?.state === 'Failed';
+        outcomes.set(step.name, retrying && prevStep ? shownOutcome(prevStep) : run.outcome);
+        if (run.pending) {
+          pendingStep = step.name;
+          break; // reverse order: the next step waits until this one is gone
+        }
       }
+      if (!pendingStep) this.passes.delete(key);
     } else if (workspaceId && others.length > 0) {
       // Another ConfigMap claims the same workspace: hand it over instead of destroying it.
       log.info({ workspace: workspaceId, to: others[0] }, 'handing workspace over to the next claimant');
       for (const other of others) this.d.enqueue?.(other);
     }
-    const failed = [...outcomes.entries()].filter(([, o]) => o.state !== 'Deleted' && o.state !== 'Skipped');
+    const failed = [...outcomes.entries()].filter(
+      ([, o]) => o.state !== 'Deleted' && o.state !== 'Skipped' && o.state !== 'Progressing' && o.state !== 'Waiting',
+    );
     const steps: Partial<Record<StepName, StepStatus>> = {};
     for (const [name, o] of outcomes) steps[name] = stepStatus(prev?.steps[name], o, now);
+    if (pendingStep) {
+      // Still tearing down in a lane: say where it stands; the lane asks for this key again.
+      const o = outcomes.get(pendingStep) as StepOutcome;
+      const message = `${why}: ${pendingStep}: ${o.message}`;
+      const status: WorkspaceStatus = {
+        phase: 'Deleting',
+        steps: { ...prev?.steps, ...steps },
+        owner: true,
+        conditions: [
+          setCondition(prev?.conditions, { type: 'Ready', status: 'False', reason: 'TearingDown', message }, now),
+        ],
+      };
+      if (workspaceId) status.workspaceId = workspaceId;
+      await this.writeStatus(cm, prev, status, true);
+      return { waiting: true };
+    }
     const done = failed.length === 0;
     const message = done ? `${why}: cleaned up` : `${why}: ${failed.map(([n, o]) => `${n}: ${o.message}`).join('; ')}`;
     const status: WorkspaceStatus = {
@@ -473,4 +642,29 @@ export class WorkspaceReconciler {
       throw new RetryableReconcileError(`could not write status: ${(err as Error).message}`);
     }
   }
+}
+
+/** What a pending external step shows in status: Progressing while it runs, Waiting while queued. */
+function pendingOutcome(name: StepName, answer: Exclude<LaneAnswer, { kind: 'settled' }>): StepOutcome {
+  const system = SYSTEM_WORDS[name];
+  return answer.kind === 'running'
+    ? {
+        state: 'Progressing',
+        reason: `${REASON_PREFIX[name]}InProgress`,
+        message: `waiting for ${system} to answer`,
+        writes: 0,
+      }
+    : {
+        state: 'Waiting',
+        reason: `${REASON_PREFIX[name]}Busy`,
+        message: `queued: every ${system} slot is taken by other workspaces`,
+        writes: 0,
+      };
+}
+
+/** The recorded status of a step, as an outcome that writes the same status again. */
+function shownOutcome(s: StepStatus): StepOutcome {
+  const o: StepOutcome = { state: s.state, reason: s.reason, message: s.message, writes: 0 };
+  if (s.details) o.details = s.details;
+  return o;
 }

@@ -129,9 +129,12 @@ export async function idleScrape(d: ControllerProcess, controller = 'workspace')
   return waitFor(
     async () => {
       const s = await d.scrape();
+      // Steps still in an external system's lane come back to the queue when they settle.
+      const laneJobs = s.find('flyte_workspace_external_jobs').reduce((n, x) => n + x.value, 0);
       const busy =
         (s.get('workqueue_depth', { name: controller, controller }) ?? 1) +
-        (s.get('controller_runtime_active_workers', { controller }) ?? 1);
+        (s.get('controller_runtime_active_workers', { controller }) ?? 1) +
+        laneJobs;
       return busy === 0 ? s : undefined;
     },
     { timeoutMs: 20_000, intervalMs: 250, message: `an idle work queue in ${d.name}'s /metrics` },
