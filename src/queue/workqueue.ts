@@ -24,13 +24,12 @@ import type { Metrics } from '../metrics/metrics.js';
 /** controller-runtime's values: handler events at 0, the initial list and resyncs at LowPriority (-100). */
 export const Priority = { Normal: 0, Low: -100 } as const;
 
-/** What a processing function returns: nothing (done) or a request to run the key again later. */
-// biome-ignore lint/suspicious/noConfusingVoidType: lets `async (key) => { … }` (Promise<void>) be a processor.
 /**
- * `waiting`: the reconcile handed work to elsewhere (an external system's lane) that asks for the key again
- * when done. Not a success: the key's failure count stays, so retries through a sick system keep backing
- * off.
+ * What a processing function returns: nothing (done), a request to run the key again later, or `waiting`:
+ * the reconcile handed work to elsewhere (an external system's lane) that asks for the key again when done.
+ * Waiting is not a success: the key's failure count stays, so retries through a sick system keep backing off.
  */
+// biome-ignore lint/suspicious/noConfusingVoidType: lets `async (key) => { … }` (Promise<void>) be a processor.
 export type Result = { requeueAfterMs?: number; waiting?: boolean } | undefined | void;
 
 export interface WorkQueueOptions {
