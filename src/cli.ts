@@ -2,8 +2,11 @@
 // flyte-workspace-controller: `run` the daemon, `plan` a workspace against live systems, `validate` a document,
 // and the day-2 commands `status` and `rerun` (src/cli/), which need only a kubeconfig with access to the
 // workspace ConfigMaps.
+// First, and for its side effect: stop signals work from here on (see early-signals.ts).
+import './cli/early-signals.js';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { releaseEarlySignals } from './cli/early-signals.js';
 import { ConfigError, type ControllerConfig, loadConfig } from './config/config.js';
 import { formatFieldErrors, parseWorkspace, type WorkspaceDocument, workspaceDocument } from './spec/workspace.js';
 
@@ -137,7 +140,10 @@ export async function main(argv: string[]): Promise<number> {
 
   if (command === 'run') {
     const { runDaemon } = await import('./controller/daemon.js');
-    return runDaemon(cfg, { kubeconfig: values.kubeconfig as string | undefined });
+    return runDaemon(cfg, {
+      kubeconfig: values.kubeconfig as string | undefined,
+      onSignalsHandled: releaseEarlySignals,
+    });
   }
 
   if (!values.file) {

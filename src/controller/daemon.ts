@@ -17,6 +17,8 @@ const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/tok
 
 export interface DaemonOptions {
   kubeconfig?: string;
+  /** Called once the daemon's own signal handlers are installed (the caller drops its interim ones). */
+  onSignalsHandled?: () => void;
 }
 
 /** Where a cluster configuration can come from, in the order controller-runtime's GetConfig tries them. */
@@ -99,6 +101,7 @@ export async function runDaemon(cfg: ControllerConfig, opts: DaemonOptions = {})
   const identity = defaultIdentity();
   const http = new HttpServers({ cfg, metrics, log });
   const shutdown = new ShutdownCoordinator({ graceSeconds: cfg.shutdownGraceSeconds, log }).install();
+  opts.onSignalsHandled?.();
   let controller: WorkspaceController | undefined;
   let starting: Promise<WorkspaceController> | undefined;
 
@@ -132,7 +135,10 @@ export async function runDaemon(cfg: ControllerConfig, opts: DaemonOptions = {})
     .register(
       'stop-controller',
       async (ctx) => {
-        const running = controller ?? (await starting?.catch(() => undefined));
+        // Before its caches synced the controller reconciled nothing, so there is nothing to drain; waiting
+        // for a sync that may never come (an unreachable API server) would only hold the process up.
+        const running = controller;
+        if (!running && starting) log.info('stopping before the caches synced');
         // Drain within this hook's own timeout (leaving 1 s to stop the watches), so slow reconciles are
         // abandoned cleanly instead of the hook timing out and the process exiting 1.
         const drainMs = Math.min(ctx.remainingMs() - 2000, cfg.shutdownGraceSeconds * 1000 - 1000);
