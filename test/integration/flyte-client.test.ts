@@ -207,8 +207,9 @@ describe('request budget', () => {
   it('a budget view fails fast once its time is spent, without affecting other views', async () => {
     const api = client(flyteConfig(double));
     try {
-      double.setLatency(100);
-      const tight = api.withBudget(150);
+      // Room for one call and not two, with 300 ms to spare for a busy machine: 500 ms each, 800 ms in all.
+      double.setLatency(500);
+      const tight = api.withBudget(800);
       await tight.getDomains();
       expect(await codeOf(tight.getDomains())).toBe(Code.DeadlineExceeded);
       expect(await codeOf(tight.getDomains())).toBe(Code.DeadlineExceeded);
