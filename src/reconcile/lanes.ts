@@ -12,7 +12,7 @@
 // one (latest desired state wins) and never runs two calls for one workspace in one system at a time. A
 // reconcile asks with a token (the desired state it wants); an outcome for another token is discarded.
 import type { Metrics } from '../metrics/metrics.js';
-import type { StepName, StepOutcome } from './types.js';
+import { errorOutcome, type StepName, type StepOutcome } from './types.js';
 
 export type LaneAnswer =
   | { kind: 'settled'; outcome: StepOutcome }
@@ -166,7 +166,7 @@ export class SystemLane {
         result = { outcome };
       },
       (err: unknown) => {
-        result = { outcome: failedOutcome(err) };
+        result = { outcome: errorOutcome(err) };
       },
     );
     if (inline) {
@@ -211,15 +211,4 @@ export class SystemLane {
       this.waiting.size + this.waitingBackground.size,
     );
   }
-}
-
-/** A step that threw instead of returning an outcome (steps return StepError outcomes via errorOutcome). */
-function failedOutcome(err: unknown): StepOutcome {
-  return {
-    state: 'Failed',
-    reason: 'Error',
-    message: err instanceof Error ? err.message : String(err),
-    writes: 0,
-    retryable: true,
-  };
 }
