@@ -14,7 +14,7 @@ import { KubeEventRecorder } from '../reconcile/events.js';
 import { SystemLane } from '../reconcile/lanes.js';
 import { RetryableReconcileError, WorkspaceReconciler } from '../reconcile/reconciler.js';
 import { parseStatus } from '../reconcile/status.js';
-import type { StepName } from '../reconcile/types.js';
+import type { StepName, StepOutcome } from '../reconcile/types.js';
 import { parseWorkspace } from '../spec/workspace.js';
 import {
   type ConfigMapSources,
@@ -101,11 +101,16 @@ export class WorkspaceController {
     const identity = o.identity ?? `${hostname()}_${process.pid}`;
     // One bulkhead per external system, as wide as that system's own call limit: a sick system fills its
     // lane, never the workers that run every workspace's Kubernetes step.
-    const onSettled = (key: string) => this.queue.add(key);
     for (const step of steps) {
       if (step.name === 'kubernetes') continue;
-      const capacity = step.name === 'iam' ? cfg.aws.maxConcurrentCalls : cfg.flyte.maxConcurrentCalls;
-      this.lanes[step.name] = new SystemLane({ system: step.name, capacity, onSettled, metrics });
+      const system = step.name;
+      const capacity = system === 'iam' ? cfg.aws.maxConcurrentCalls : cfg.flyte.maxConcurrentCalls;
+      const onSettled = (key: string, token: string, outcome: StepOutcome) => {
+        const matters = this.reconciler.laneSettled(key, token, system, outcome);
+        if (matters) this.queue.add(key);
+        return matters;
+      };
+      this.lanes[system] = new SystemLane({ system, capacity, onSettled, metrics });
     }
     this.reconciler = new WorkspaceReconciler({
       cfg,

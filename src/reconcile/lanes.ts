@@ -25,6 +25,16 @@ interface Job {
   key: string;
   token: string;
   run: () => Promise<StepOutcome>;
+  background: boolean;
+}
+
+export interface RequestOptions {
+  /**
+   * A re-check of a step already Ready for this desired state (a drift check): queued behind every job that
+   * has something to change, so a resync's re-reads never delay a real change (the work queue's priorities,
+   * carried into the lane).
+   */
+  background?: boolean;
 }
 
 interface Running {
@@ -36,16 +46,20 @@ export interface LaneOptions {
   system: Exclude<StepName, 'kubernetes'>;
   /** Jobs in flight at once. */
   capacity: number;
-  /** Called when a job of `key` settled, so the key is reconciled again. */
-  onSettled: (key: string) => void;
+  /**
+   * Called when a job of `key` settled. Returns whether the outcome matters: then the lane keeps it for the
+   * next request at the same token (the caller reconciles the key again); otherwise it is dropped.
+   */
+  onSettled: (key: string, token: string, outcome: StepOutcome) => boolean;
   metrics?: Pick<Metrics, 'laneJobs'>;
   now?: () => number;
 }
 
 export class SystemLane {
   private readonly running = new Map<string, Running>();
-  /** Keys waiting for a slot, in arrival order; the map holds each one's latest job. */
+  /** Keys waiting for a slot, in arrival order; each map holds each one's latest job. Urgent ones go first. */
   private readonly waiting = new Map<string, Job>();
+  private readonly waitingBackground = new Map<string, Job>();
   private readonly settled = new Map<string, { token: string; outcome: StepOutcome }>();
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
@@ -64,44 +78,60 @@ export class SystemLane {
    * The outcome of `run` for `key` at `token`: at once when it settles without waiting on I/O, or when an
    * earlier job for this token has settled (taken once); otherwise where the job stands.
    */
-  async request(key: string, token: string, run: () => Promise<StepOutcome>): Promise<LaneAnswer> {
+  async request(
+    key: string,
+    token: string,
+    run: () => Promise<StepOutcome>,
+    opts: RequestOptions = {},
+  ): Promise<LaneAnswer> {
     const done = this.settled.get(key);
     if (done) {
       this.settled.delete(key);
       if (done.token === token) return { kind: 'settled', outcome: done.outcome };
     }
+    const job: Job = { key, token, run, background: opts.background ?? false };
     const current = this.running.get(key);
     if (current) {
       // One call per workspace per system: a newer desired state waits for the running job to end.
-      if (current.token !== token) this.waiting.set(key, { key, token, run });
+      if (current.token !== token) this.enqueue(job);
       this.report();
       return { kind: 'running', since: current.since };
     }
-    const queued = this.waiting.get(key);
-    if (queued || this.running.size >= this.o.capacity) {
-      this.waiting.set(key, { key, token, run });
+    if (this.waiting.has(key) || this.waitingBackground.has(key) || this.running.size >= this.o.capacity) {
+      this.enqueue(job);
       this.report();
       return { kind: 'waiting', ahead: this.positionOf(key) };
     }
-    return this.start({ key, token, run }, true);
+    return this.start(job, true);
+  }
+
+  /** Queues `job` as the key's latest; an urgent request for a key moves it out of the background queue. */
+  private enqueue(job: Job): void {
+    const wasUrgent = this.waiting.has(job.key);
+    this.waiting.delete(job.key);
+    this.waitingBackground.delete(job.key);
+    if (job.background && !wasUrgent) this.waitingBackground.set(job.key, job);
+    else this.waiting.set(job.key, job);
   }
 
   /** Forgets everything about `key` (its workspace is gone): a waiting job is dropped, a result discarded. */
   forget(key: string): void {
     this.waiting.delete(key);
+    this.waitingBackground.delete(key);
     this.settled.delete(key);
     this.report();
   }
 
   /** Jobs running and waiting (for idleness checks and metrics). */
   counts(): { running: number; waiting: number } {
-    return { running: this.running.size, waiting: this.waiting.size };
+    return { running: this.running.size, waiting: this.waiting.size + this.waitingBackground.size };
   }
 
   /** Takes no more jobs, drops the waiting ones; resolves when the running ones ended or after `ms`. */
   async close(ms: number): Promise<string[]> {
     this.closed = true;
     this.waiting.clear();
+    this.waitingBackground.clear();
     this.report();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
@@ -116,7 +146,7 @@ export class SystemLane {
 
   private positionOf(key: string): number {
     let i = 0;
-    for (const k of this.waiting.keys()) {
+    for (const k of [...this.waiting.keys(), ...this.waitingBackground.keys()]) {
       if (k === key) return i;
       i++;
     }
@@ -150,9 +180,8 @@ export class SystemLane {
     const tracked = settledNow.then(() => {
       this.running.delete(job.key);
       this.inFlight.delete(tracked);
-      if (!this.closed && result) {
+      if (!this.closed && result && this.o.onSettled(job.key, job.token, result.outcome)) {
         this.settled.set(job.key, { token: job.token, outcome: result.outcome });
-        this.o.onSettled(job.key);
       }
       this.next();
     });
@@ -164,18 +193,23 @@ export class SystemLane {
   /** Starts waiting jobs while there are free slots (never two for one key). */
   private next(): void {
     if (this.closed) return;
-    for (const [key, job] of this.waiting) {
-      if (this.running.size >= this.o.capacity) break;
-      if (this.running.has(key)) continue;
-      this.waiting.delete(key);
-      void this.start(job, false);
+    for (const queue of [this.waiting, this.waitingBackground]) {
+      for (const [key, job] of queue) {
+        if (this.running.size >= this.o.capacity) break;
+        if (this.running.has(key)) continue;
+        queue.delete(key);
+        void this.start(job, false);
+      }
     }
     this.report();
   }
 
   private report(): void {
     this.o.metrics?.laneJobs.set({ system: this.o.system, state: 'running' }, this.running.size);
-    this.o.metrics?.laneJobs.set({ system: this.o.system, state: 'waiting' }, this.waiting.size);
+    this.o.metrics?.laneJobs.set(
+      { system: this.o.system, state: 'waiting' },
+      this.waiting.size + this.waitingBackground.size,
+    );
   }
 }
 

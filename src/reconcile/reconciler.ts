@@ -64,10 +64,18 @@ export interface ReconcilerDeps {
 interface Pass {
   token: string;
   outcomes: Map<StepName, StepOutcome>;
+  /** Steps still running or queued in their lanes, as of the last reconcile of this pass. */
+  pending: Set<StepName>;
+  /** Of those, re-checks of a step status already shows as Ready for this spec (drift checks). */
+  background: Set<StepName>;
 }
 
 /** How a step stands in this reconcile: settled, or still running/queued in its lane. */
 type StepRun = { outcome: StepOutcome; pending: boolean };
+
+/** Step states that are a step's answer (as opposed to Progressing/Waiting: still asking). */
+const SETTLED = new Set<string>(['Ready', 'Failed', 'Conflict']);
+const PENDING = new Set<string>(['Progressing', 'Waiting']);
 
 const SYSTEM_WORDS: Record<StepName, string> = { kubernetes: 'Kubernetes', iam: 'IAM', flyte: 'FlyteAdmin' };
 const REASON_PREFIX: Record<StepName, string> = { kubernetes: 'Kubernetes', iam: 'Iam', flyte: 'Flyte' };
@@ -108,10 +116,27 @@ export class WorkspaceReconciler {
   private passFor(key: string, token: string): Pass {
     let pass = this.passes.get(key);
     if (pass?.token !== token) {
-      pass = { token, outcomes: new Map() };
+      pass = { token, outcomes: new Map(), pending: new Set(), background: new Set() };
       this.passes.set(key, pass);
     }
     return pass;
+  }
+
+  /**
+   * A lane job of `key` settled. Returns whether the key must be reconciled again to take the outcome: not
+   * when it only confirmed what status already shows (a drift check that found nothing), so a resync
+   * costs one reconcile per workspace, as before the lanes.
+   */
+  laneSettled(key: string, token: string, step: StepName, outcome: StepOutcome): boolean {
+    const pass = this.passes.get(key);
+    if (pass?.token !== token) return true;
+    if (pass.background.has(step) && outcome.state === 'Ready' && outcome.writes === 0) {
+      pass.background.delete(step);
+      pass.pending.delete(step);
+      if (pass.pending.size === 0) this.passes.delete(key);
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -126,12 +151,15 @@ export class WorkspaceReconciler {
     fn: () => Promise<StepOutcome>,
     log: Logger,
     teardown = false,
+    background = false,
   ): Promise<StepRun> {
     const lane = this.d.lanes?.[name];
     if (!lane) return { outcome: await this.runStep(name, fn, log, teardown), pending: false };
     const known = pass.outcomes.get(name);
     if (known) return { outcome: known, pending: false };
-    const answer = await lane.request(key, pass.token, () => this.runStep(name, fn, log, teardown));
+    const answer = await lane.request(key, pass.token, () => this.runStep(name, fn, log, teardown), {
+      background,
+    });
     if (answer.kind === 'settled') {
       pass.outcomes.set(name, answer.outcome);
       return { outcome: answer.outcome, pending: false };
@@ -325,16 +353,25 @@ export class WorkspaceReconciler {
     if (knownArn) ctx.outputs.roleArn = knownArn;
     const outcomes = new Map<StepName, StepOutcome>();
     const pending = new Set<StepName>();
+    let blocked = false;
+    pass.background.clear();
     for (const step of this.d.steps) {
-      if (pending.size > 0) break; // create order: a step starts only once the ones before it settled
+      if (blocked) break; // create order: a step starts only once the ones before it settled
+      const prevStep = prev?.steps[step.name];
+      // What status shows for this spec while the step runs again in its lane: a Ready one being re-checked
+      // (drift check) or a Failed one being retried keeps showing; only a first run shows Progressing.
+      const shown =
+        !force && prev?.specHash === specHash && prevStep && SETTLED.has(prevStep.state) ? prevStep : undefined;
+      const background = !!shown && specUnchanged && shown.state === 'Ready';
       // A step that may run on in its lane gets its own outputs: later reconciles must not see them half-set.
       const stepCtx = this.d.lanes?.[step.name] ? { ...ctx, outputs: { ...ctx.outputs } } : ctx;
-      const run = await this.runInPass(pass, key, step.name, () => step.ensure(stepCtx), log);
-      if (run.pending) pending.add(step.name);
-      // A background drift check of a step already Ready for this spec does not change what status shows.
-      const keepShown = run.pending && !force && specUnchanged && prev?.steps[step.name]?.state === 'Ready';
-      const prevStep = prev?.steps[step.name];
-      outcomes.set(step.name, keepShown && prevStep ? { ...shownOutcome(prevStep), writes: 0 } : run.outcome);
+      const run = await this.runInPass(pass, key, step.name, () => step.ensure(stepCtx), log, false, background);
+      if (run.pending) {
+        pending.add(step.name);
+        if (background) pass.background.add(step.name);
+        if (!shown) blocked = true;
+      }
+      outcomes.set(step.name, run.pending && shown ? shownOutcome(shown) : run.outcome);
       if (step.name === 'iam' && !run.pending && run.outcome.details?.roleArn) {
         ctx.outputs.roleArn = run.outcome.details.roleArn;
       }
@@ -358,7 +395,8 @@ export class WorkspaceReconciler {
       const prevStep = prevForWrite?.steps[step.name];
       if (!outcomes.has(step.name) && pending.size > 0 && prevStep) outcomes.set(step.name, shownOutcome(prevStep));
     }
-    const inProgress = [...pending].filter((n) => outcomes.get(n)?.state !== 'Ready');
+    const inProgress = [...pending].filter((n) => PENDING.has(outcomes.get(n)?.state ?? 'Ready'));
+    pass.pending = pending;
     if (pending.size === 0) this.passes.delete(key);
 
     const steps: Partial<Record<StepName, StepStatus>> = {};
@@ -405,8 +443,9 @@ export class WorkspaceReconciler {
     else if (prev?.lastHandledReconcileAt !== undefined) status.lastHandledReconcileAt = prev.lastHandledReconcileAt;
     await this.writeStatus(live, prevForWrite, status, true);
 
-    if (progressing) {
-      // The lane asks for this key again when the step settles: no backoff, no Event until it does.
+    if (pending.size > 0) {
+      // The lane asks for this key again when a step settles with news: Events and retries are decided
+      // once every step has answered, not on each partial pass.
       return {};
     }
     if (firstProblem) {
@@ -447,7 +486,10 @@ export class WorkspaceReconciler {
       const base = this.baseContext(workspaceId, key, false, true, log);
       for (const step of [...this.d.steps].reverse()) {
         const run = await this.runInPass(pass, key, step.name, () => step.teardown(base), log, true);
-        outcomes.set(step.name, run.outcome);
+        const prevStep = prev?.steps[step.name];
+        // A teardown being retried keeps showing why the last attempt failed.
+        const retrying = run.pending && prev?.phase === 'Deleting' && prevStep?.state === 'Failed';
+        outcomes.set(step.name, retrying && prevStep ? shownOutcome(prevStep) : run.outcome);
         if (run.pending) {
           pendingStep = step.name;
           break; // reverse order: the next step waits until this one is gone
@@ -464,7 +506,7 @@ export class WorkspaceReconciler {
     );
     const steps: Partial<Record<StepName, StepStatus>> = {};
     for (const [name, o] of outcomes) steps[name] = stepStatus(prev?.steps[name], o, now);
-    if (pendingStep && failed.length === 0) {
+    if (pendingStep) {
       // Still tearing down in a lane: say where it stands; the lane asks for this key again.
       const o = outcomes.get(pendingStep) as StepOutcome;
       const message = `${why}: ${pendingStep}: ${o.message}`;

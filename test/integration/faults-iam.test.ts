@@ -53,6 +53,13 @@ async function converge(check: () => Promise<Problem[]>, what: string, timeoutMs
   }
 }
 
+/**
+ * IAM failed and the Flyte step has answered too: the Flyte step runs in its own lane after IAM's answer,
+ * so a status in between shows it Progressing for a moment.
+ */
+const iamFailedFlyteSettled = (st: WorkspaceStatus) =>
+  st.steps.iam?.state === 'Failed' && st.steps.flyte?.state === 'Ready';
+
 function expectOnlyIamFailing(s: WorkspaceStatus, reason: string, code: string): void {
   expect(s.phase).toBe('Failed');
   expect(s.steps.kubernetes?.state).toBe('Ready');
@@ -86,7 +93,7 @@ describe('IAM faults', () => {
     const timer = setInterval(() => samples.push({ t: Date.now(), n: env.aws.count('CreateRole') }), 100);
     try {
       await putWorkspace(env, id, workspaceDoc(id));
-      const s = await waitForStatus(env, id, (st) => st.steps.iam?.state === 'Failed', 30_000);
+      const s = await waitForStatus(env, id, iamFailedFlyteSettled, 30_000);
       expectOnlyIamFailing(s, 'IamThrottled', 'Throttling');
       await converge(() => checkProvisioned(env, id, workspaceDoc(id)), 'after persistent throttling');
     } finally {
@@ -106,7 +113,7 @@ describe('IAM faults', () => {
     totals.faults++;
     const id = uniqueName('im');
     await putWorkspace(env, id, workspaceDoc(id));
-    const s = await waitForStatus(env, id, (st) => st.steps.iam?.state === 'Failed', 30_000);
+    const s = await waitForStatus(env, id, iamFailedFlyteSettled, 30_000);
     expectOnlyIamFailing(s, 'IamRejected', 'MalformedPolicyDocument');
     await env.controller.waitIdle();
     const afterFirst = env.aws.count('PutRolePolicy');
@@ -142,7 +149,7 @@ describe('IAM faults', () => {
     totals.faults++;
     const id = uniqueName('il');
     await putWorkspace(env, id, workspaceDoc(id));
-    const s = await waitForStatus(env, id, (st) => st.steps.iam?.state === 'Failed', 30_000);
+    const s = await waitForStatus(env, id, iamFailedFlyteSettled, 30_000);
     expectOnlyIamFailing(s, 'IamRejected', 'LimitExceeded');
     await env.controller.waitIdle();
     const afterFirst = env.aws.count('CreateRole');
@@ -174,7 +181,7 @@ describe('IAM faults', () => {
     const created = uniqueName('iu');
     await putWorkspace(env, created, workspaceDoc(created));
     await env.admin.delete(cmRef(doomed));
-    const s = await waitForStatus(env, created, (st) => st.steps.iam?.state === 'Failed', 30_000);
+    const s = await waitForStatus(env, created, iamFailedFlyteSettled, 30_000);
     expectOnlyIamFailing(s, 'IamUnavailable', 'ServiceUnavailable');
     await new Promise((r) => setTimeout(r, 15_000));
     const during = env.aws.total();

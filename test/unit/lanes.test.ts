@@ -28,7 +28,14 @@ const flush = () => new Promise<void>((r) => setImmediate(r));
 
 function lane(capacity = 1) {
   const settled: string[] = [];
-  const l = new SystemLane({ system: 'flyte', capacity, onSettled: (k) => settled.push(k) });
+  const l = new SystemLane({
+    system: 'flyte',
+    capacity,
+    onSettled: (k, _token, outcome) => {
+      settled.push(k);
+      return outcome.reason !== 'Unchanged'; // the caller's say: only news is kept
+    },
+  });
   return { l, settled };
 }
 
@@ -101,6 +108,38 @@ describe('SystemLane', () => {
     await flush();
     const a = await l.request('a', 't', g.run);
     expect(a).toMatchObject({ kind: 'settled', outcome: { state: 'Failed', message: 'boom', retryable: true } });
+  });
+
+  it('drops an outcome the caller says is no news, so the next request runs the step again', async () => {
+    const { l, settled } = lane();
+    const g = gate();
+    await l.request('a', 't', g.run);
+    g.release(ready('Unchanged'));
+    await flush();
+    expect(settled).toEqual(['a']);
+    expect(await l.request('a', 't', async () => ready('Fresh'))).toEqual({ kind: 'settled', outcome: ready('Fresh') });
+  });
+
+  it('runs urgent jobs before background re-checks, and an urgent request lifts a queued background one', async () => {
+    const { l } = lane(1);
+    const a = gate();
+    const bg = gate();
+    const urgent = gate();
+    const lifted = gate();
+    await l.request('a', 't', a.run);
+    await l.request('bg', 't', bg.run, { background: true });
+    await l.request('lift', 't', lifted.run, { background: true });
+    await l.request('urgent', 't', urgent.run);
+    await l.request('lift', 't2', lifted.run); // now urgent: behind 'urgent', ahead of 'bg'
+    a.release(ready());
+    await flush();
+    expect([urgent.started(), lifted.started(), bg.started()]).toEqual([1, 0, 0]);
+    urgent.release(ready());
+    await flush();
+    expect([lifted.started(), bg.started()]).toEqual([1, 0]);
+    lifted.release(ready());
+    await flush();
+    expect(bg.started()).toBe(1);
   });
 
   it('forget drops a waiting job; close drops the waiting ones and reports the running ones it left', async () => {

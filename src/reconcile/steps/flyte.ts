@@ -64,6 +64,7 @@ export class FlyteStep implements WorkspaceStep {
   readonly name = 'flyte' as const;
   private readonly converged = new Map<string, { hash: string; at: number }>();
   private domainCache?: { domains: string[]; at: number };
+  private domainsInFlight?: Promise<string[]>;
 
   constructor(
     private readonly api: FlyteAdminApi,
@@ -324,7 +325,11 @@ export class FlyteStep implements WorkspaceStep {
     const c = this.domainCache;
     if (c && !ctx.force && this.now() - c.at < (this.opts.domainsTtlMs ?? 600_000)) return [...c.domains];
     try {
-      const found = await api.getDomains();
+      // One GetDomains for every step waiting on it (after a restart, all workspaces at once).
+      this.domainsInFlight ??= api.getDomains().finally(() => {
+        this.domainsInFlight = undefined;
+      });
+      const found = await this.domainsInFlight;
       const domains = found.length > 0 ? found : [...cfg.domains];
       this.domainCache = { domains, at: this.now() };
       return [...domains];
