@@ -148,7 +148,8 @@ function options(argv: string[]): BenchOptions {
                       the cold start (logs dir, apiserver-*.pprof; read with \`go tool pprof -top\`)
   --sick-deps         instead of the passes: N full workspaces converged, then user removals (write →
                       RoleBinding deleted) with healthy dependencies, FlyteAdmin slow (10 s per call),
-                      FlyteAdmin black-holed and IAM throttling every call, in one run (scripts/bench/sick-deps.ts)
+                      FlyteAdmin black-holed, IAM throttling every call and healthy again, in one run
+                      (scripts/bench/sick-deps.ts)
   --sick-removals K   removals per scenario (default 120)
   --sick-removal-rate R  removals per second (default 4)
   --sick-load-rate R  new workspaces per second during each scenario, to keep the sick lane full (default 1)
