@@ -190,7 +190,7 @@ export class WorkspaceController {
     this.sweeper.start();
   }
 
-  private async process(key: string): Promise<{ requeueAfterMs?: number } | undefined> {
+  private async process(key: string): Promise<{ requeueAfterMs?: number; waiting?: boolean } | undefined> {
     const start = performance.now();
     this.inFlight.set(key, []);
     const { controllerName } = this.o.cfg;

@@ -25,7 +25,12 @@ export const Priority = { Normal: 0, Low: -100 } as const;
 
 /** What a processing function returns: nothing (done) or a request to run the key again later. */
 // biome-ignore lint/suspicious/noConfusingVoidType: lets `async (key) => { … }` (Promise<void>) be a processor.
-export type Result = { requeueAfterMs?: number } | undefined | void;
+/**
+ * `waiting`: the reconcile handed work to elsewhere (an external system's lane) that asks for the key again
+ * when done. Not a success: the key's failure count stays, so retries through a sick system keep backing
+ * off.
+ */
+export type Result = { requeueAfterMs?: number; waiting?: boolean } | undefined | void;
 
 export interface WorkQueueOptions {
   /** Queue name (the `name` label of the workqueue_* series). */
@@ -290,7 +295,7 @@ export class WorkQueue {
     this.addedAt.delete(key);
     try {
       const result = await this.opts.process(key);
-      this.forget(key);
+      if (!result?.waiting) this.forget(key);
       const after = result?.requeueAfterMs;
       if (after !== undefined && after >= 0) this.addAfter(key, after);
     } catch (err) {

@@ -34,6 +34,8 @@ import {
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
+  /** A step is still running in its lane, which asks for the key again (see WorkQueue's Result). */
+  waiting?: boolean;
 }
 
 export interface ReconcilerDeps {
@@ -446,7 +448,7 @@ export class WorkspaceReconciler {
     if (pending.size > 0) {
       // The lane asks for this key again when a step settles with news: Events and retries are decided
       // once every step has answered, not on each partial pass.
-      return {};
+      return { waiting: true };
     }
     if (firstProblem) {
       await this.d.events.emit(cm, 'Warning', firstProblem.reason, readyMessage);
@@ -520,7 +522,7 @@ export class WorkspaceReconciler {
       };
       if (workspaceId) status.workspaceId = workspaceId;
       await this.writeStatus(cm, prev, status, true);
-      return {};
+      return { waiting: true };
     }
     const done = failed.length === 0;
     const message = done ? `${why}: cleaned up` : `${why}: ${failed.map(([n, o]) => `${n}: ${o.message}`).join('; ')}`;
