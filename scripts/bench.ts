@@ -64,6 +64,7 @@ import {
   type SickDepsOptions,
   type SickDepsResult,
 } from './bench/sick-deps.js';
+import { latencySummary, percentile } from './bench/stats.js';
 import { StatusTracker } from './bench/tracker.js';
 import { medianOf, type TrialKind, trialOrder } from './bench/trials.js';
 
@@ -824,12 +825,6 @@ function memoryOf(s: Scrape, pid: number | undefined): MemoryReading {
   };
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return round(sorted[i] as number, 0);
-}
-
 function trialOf(roundIndex: number, kind: TrialKind, n: number, seconds: number, cpu: CpuUsage): ColdStartTrial {
   return {
     round: roundIndex,
@@ -945,6 +940,19 @@ async function isolatedTrial(
   }
 }
 
+/** Controller settings every benchmark controller shares; each pass adds its Flyte and AWS settings. */
+function benchOverrides(opts: BenchOptions) {
+  return {
+    sourceNamespaces: [SRC],
+    leaderElection: { enabled: false },
+    server: { metricsPort: 0, healthPort: 0, bindAddress: '127.0.0.1' },
+    // Long resync period: the periodic resync is not under test (SIGHUP is). The drift-check intervals
+    // (IAM 1 h, Flyte 30 min by default) are longer than a pass, so the resync measures the no-op path.
+    reconcile: { concurrency: opts.concurrency, resyncPeriodSeconds: 3600 },
+    tiers: { large: LARGE_TIER },
+  };
+}
+
 async function runPass(ctx: PassContext): Promise<PassResult> {
   const { opts, name } = ctx;
   const external = name === 'full';
@@ -961,13 +969,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       cleanups.push(() => (moto as Moto).stop());
     }
     const overrides = {
-      sourceNamespaces: [SRC],
-      leaderElection: { enabled: false },
-      server: { metricsPort: 0, healthPort: 0, bindAddress: '127.0.0.1' },
-      // Long resync period: the periodic resync is not under test (SIGHUP is). The drift-check intervals
-      // (IAM 1 h, Flyte 30 min by default) are longer than a pass, so the resync measures the no-op path.
-      reconcile: { concurrency: opts.concurrency, resyncPeriodSeconds: 3600 },
-      tiers: { large: LARGE_TIER },
+      ...benchOverrides(opts),
       flyte: double ? { enabled: true, endpoint: double.url, insecure: true } : { enabled: false },
       aws: moto ? { enabled: true, endpoint: moto.endpoint } : { enabled: false },
       logLevel: 'info',
@@ -1238,11 +1240,7 @@ async function runChurn(
     completed: lat.length,
     timedOut: results.length - lat.length,
     byKind,
-    p50Ms: percentile(lat, 50),
-    p95Ms: percentile(lat, 95),
-    p99Ms: percentile(lat, 99),
-    maxMs: round(lat.at(-1) ?? 0, 0),
-    meanMs: round(lat.reduce((a, b) => a + b, 0) / Math.max(1, lat.length), 0),
+    ...latencySummary(lat),
     writeMsP50: percentile(writes, 50),
     cpu,
     cost: costOf(s0, s1, results.length),
@@ -1343,11 +1341,7 @@ async function sickDepsPass(opts: BenchOptions, binDir: string, logDir: string):
     const env = await startEnv(binDir);
     cleanups.push(() => env.cp.stop());
     const overrides = {
-      sourceNamespaces: [SRC],
-      leaderElection: { enabled: false },
-      server: { metricsPort: 0, healthPort: 0, bindAddress: '127.0.0.1' },
-      reconcile: { concurrency: opts.concurrency, resyncPeriodSeconds: 3600 },
-      tiers: { large: LARGE_TIER },
+      ...benchOverrides(opts),
       flyte: { enabled: true, endpoint: double.url, insecure: true, callTimeoutMs: SICK_FLYTE_CALL_TIMEOUT_MS },
       aws: {
         enabled: true,

@@ -24,6 +24,7 @@ import type { FaultProxy } from '../../test/support/aws-fault-proxy.js';
 import type { FlyteAdminDouble } from '../../test/support/flyteadmin-double.js';
 import { type CpuMeter, type CpuUsage, cpuBetween, round } from './proc.js';
 import type { Scrape, SystemName } from './prom.js';
+import { latencySummary, percentile } from './stats.js';
 import { StatusTracker } from './tracker.js';
 
 export type ScenarioName = 'healthy' | 'flyte-slow' | 'flyte-blackhole' | 'iam-throttled' | 'healthy-again';
@@ -224,12 +225,6 @@ function removedBindings(kit: SickDepsKit, before: SickWorkspace, after: SickWor
   };
   const kept = new Set(bindings(after));
   return bindings(before).filter((b) => !kept.has(b));
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return round(sorted[i] as number, 0);
 }
 
 /** Count, mean and bucket-bounded p50/p99 of a histogram between two scrapes. */
@@ -529,11 +524,7 @@ async function runScenario(
     removals: targets.length,
     completed: lat.length,
     timedOut: done.length - lat.length,
-    p50Ms: percentile(lat, 50),
-    p95Ms: percentile(lat, 95),
-    p99Ms: percentile(lat, 99),
-    maxMs: round(lat.at(-1) ?? 0, 0),
-    meanMs: round(lat.reduce((a, b) => a + b, 0) / Math.max(1, lat.length), 0),
+    ...latencySummary(lat),
     writeP50Ms: percentile(writes, 50),
     loadWorkspaces: loadCount,
     phaseSeconds,
