@@ -3,10 +3,10 @@
 // fresh control plane. Runs alternate (ABBA) so the machine's drift favours neither; medians are printed.
 // `npm run bench:transport -- [--requests 3000] [--rounds 3]` (scripts/bench.sh builds the control plane).
 import { parseArgs } from 'node:util';
+import { startControlPlane } from '../harness/controlplane.js';
+import { kubeConfigFor } from '../harness/kube.js';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi } from '../src/adapters/kubernetes.js';
-import { startControlPlane } from '../test/support/controlplane.js';
-import { kubeConfigFor } from '../test/support/kube.js';
 import { controlPlanePids, processCpuSeconds } from './bench/proc.js';
 import { medianOf } from './bench/trials.js';
 

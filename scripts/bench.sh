@@ -10,6 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/toolchain.sh
 ensure_node
 ensure_dependencies
+ensure_moto
 
 echo "[bench] building dist/" >&2
 npx tsc -p tsconfig.build.json
@@ -17,10 +18,11 @@ npx tsc -p tsconfig.build.json
 KUBEBUILDER_ASSETS="$(bash scripts/build-control-plane.sh)"
 export KUBEBUILDER_ASSETS
 
-# `bash scripts/bench.sh transport ...` (npm run bench:transport): HTTP/1.1 against HTTP/2 per request.
+# `bash scripts/bench.sh transport ...` (npm run bench:transport): HTTP/1.1 against HTTP/2 per request;
+# `bash scripts/bench.sh status ...` (npm run bench:status): the `status` command over N workspaces.
 script=scripts/bench.ts
-if [[ "${1:-}" == transport ]]; then
-  script=scripts/bench-transport.ts
-  shift
-fi
+case "${1:-}" in
+  transport) script=scripts/bench-transport.ts; shift ;;
+  status) script=scripts/bench-status.ts; shift ;;
+esac
 exec npx tsx "$script" "$@"

@@ -7,17 +7,25 @@
 //   4. memory after convergence; 5. API cost per workspace per system on create, resync and change.
 // Pass "kubernetes" has Flyte and IAM off (the ratio to the baseline is about the Kubernetes part); pass
 // "full" adds the FlyteAdmin double and moto (IAM) and reports the external calls separately.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import pino from 'pino';
 import { type Dispatcher, request as undiciRequest } from 'undici';
+import { startFaultProxy } from '../harness/aws-fault-proxy.js';
+import { ControllerProcess } from '../harness/controller-process.js';
+import { type ControlPlane, startControlPlane } from '../harness/controlplane.js';
+import { controllerNodeInvocationOf } from '../harness/deployment-manifest.js';
+import { type FlyteAdminDouble, startFlyteAdminDouble } from '../harness/flyteadmin-double.js';
+import { applyManifestFile, bindSourceNamespace, kubeConfigFor } from '../harness/kube.js';
+import { parseMetrics, Samples } from '../harness/metrics-text.js';
+import { type Moto, startMoto } from '../harness/moto.js';
+import { workspaceConfigMap, workspaceDoc } from '../harness/workspaces.js';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi, type KubeObject } from '../src/adapters/kubernetes.js';
 import {
@@ -30,7 +38,7 @@ import {
 } from '../src/config/config.js';
 import { roleArnFor } from '../src/desired/iam-arn.js';
 import { desiredKubernetesObjects } from '../src/desired/kubernetes.js';
-import { workspaceNames } from '../src/desired/names.js';
+import type { SystemName } from '../src/kinds/step.js';
 import { KubeEventRecorder } from '../src/reconcile/events.js';
 import {
   serializeStatus,
@@ -39,24 +47,20 @@ import {
   stepStatus,
   type WorkspaceStatus,
 } from '../src/reconcile/status.js';
+import { workspaceNames } from '../src/spec/names.js';
 import { parseWorkspace } from '../src/spec/workspace.js';
-import { startFaultProxy } from '../test/support/aws-fault-proxy.js';
-import { type ControlPlane, startControlPlane } from '../test/support/controlplane.js';
-import { type FlyteAdminDouble, startFlyteAdminDouble } from '../test/support/flyteadmin-double.js';
-import { applyManifestFile, bindSourceNamespace, kubeConfigFor } from '../test/support/kube.js';
-import { type Moto, startMoto } from '../test/support/moto.js';
 import { CpuMeter, type CpuUsage, controlPlanePids, cpuBetween, processRssBytes, round } from './bench/proc.js';
-import {
-  parseProm,
-  type RequestCounts,
-  reconcileDelta,
-  requestDelta,
-  Scrape,
-  SYSTEMS,
-  type SystemName,
-  scrape,
-} from './bench/prom.js';
+import { reconcileDelta, requestDelta, SYSTEMS } from './bench/prom.js';
 import { renderMarkdown } from './bench/report.js';
+import type {
+  ApiCost,
+  ApiserverLoad,
+  BaselineResult,
+  ChurnResult,
+  ColdStartTrial,
+  MemoryReading,
+  PassResult,
+} from './bench/results.js';
 import {
   renderSickDeps,
   runSickDeps,
@@ -143,8 +147,8 @@ function options(argv: string[]): BenchOptions {
                       baseline with the controller's protocol requests and a controller cold start, each on
                       a fresh control plane; rounds alternate their order (ABBA), the ratio is of medians
   --change-samples K  changes of each kind for the per-change API cost (default 100, at most N)
-  --controller-node-args="ARGS"  node flags for the controller process instead of the NODE_OPTIONS that
-                      manifests/deployment.yaml ships (what runs in production, the default)
+  --controller-node-args="ARGS"  node flags for the controller process instead of those the container
+                      command of manifests/deployment.yaml ships (what runs in production, the default)
   --profile-apiserver S  take an S-second CPU profile of kube-apiserver during the baseline and during
                       the cold start (logs dir, apiserver-*.pprof; read with \`go tool pprof -top\`)
   --sick-deps         instead of the passes: N full workspaces converged, then user removals (write →
@@ -177,7 +181,7 @@ function options(argv: string[]): BenchOptions {
     rounds: int('rounds', values.rounds, 1),
     changeSamples: int('change-samples', values['change-samples'], 0),
     profileApiserverSeconds: int('profile-apiserver', values['profile-apiserver'], 0),
-    controllerNodeArgs: (values['controller-node-args'] ?? deploymentNodeOptions()).split(/\s+/).filter(Boolean),
+    controllerNodeArgs: (values['controller-node-args'] ?? deploymentNodeFlags()).split(/\s+/).filter(Boolean),
     ...(values['sick-deps']
       ? {
           sickDeps: {
@@ -193,11 +197,10 @@ function options(argv: string[]): BenchOptions {
   };
 }
 
-/** NODE_OPTIONS of the controller container in manifests/deployment.yaml: the heap settings that ship. */
-function deploymentNodeOptions(): string {
-  const text = readFileSync(join(root, 'manifests/deployment.yaml'), 'utf8');
-  const m = /-\s+name:\s*NODE_OPTIONS\s*\n\s*value:\s*"([^"]*)"/.exec(text);
-  return m?.[1] ?? '';
+/** Node's flags as manifests/deployment.yaml starts the controller (command line, plus any NODE_OPTIONS). */
+function deploymentNodeFlags(): string {
+  const shipped = controllerNodeInvocationOf(join(root, 'manifests/deployment.yaml'));
+  return [...shipped.nodeFlags, shipped.nodeOptions ?? ''].join(' ');
 }
 
 const say = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -222,23 +225,11 @@ function docOf(ws: WorkspaceState): Record<string, unknown> {
     const k = ws.nextUser - ws.extraUsers + i;
     users.push({ user_id: `x${k}`, email: `user${k}-${ws.id}@example.com`, role: 'contributor' });
   }
-  return {
-    workspace_id: ws.id,
-    workspace_name: `Workspace ${ws.id}`,
-    users,
-    data_bucket: `${ws.id}-data`,
-    services: [{ service_type: 'flyte', config: {} }, 'sagemaker'],
-    tier: ws.tier,
-  };
+  return workspaceDoc(ws.id, { users, tier: ws.tier });
 }
 
 function configMapOf(namespace: string, ws: WorkspaceState): KubeObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: { name: ws.name, namespace, labels: { app: 'workspace-config' } },
-    data: { 'workspace.json': JSON.stringify(docOf(ws)) },
-  };
+  return workspaceConfigMap(namespace, ws.name, docOf(ws));
 }
 
 function hashOf(cfg: ControllerConfig, ws: WorkspaceState): string {
@@ -348,27 +339,18 @@ function profileApiserver(env: Env, seconds: number, file: string): Promise<void
 }
 
 /** kube-apiserver's own /metrics, read as admin (request counts by verb and resource, watch events sent). */
-async function apiserverScrape(env: Env): Promise<Scrape> {
+async function apiserverScrape(env: Env): Promise<Samples> {
   const url = `${env.cp.server}/metrics`;
   const res = await adminGet(env, url);
   const text = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`GET /metrics of kube-apiserver: HTTP ${res.statusCode}`);
-  return parseProm(text);
+  return parseMetrics(text);
 }
 
-export interface ApiserverLoad {
-  /** Requests served, "VERB resource" → count (all clients: controller, benchmark, kube-controller-manager). */
-  requests: Record<string, number>;
-  totalRequests: number;
-  /** Watch events sent to watchers, and their bytes. */
-  watchEvents: number;
-  watchEventMiB: number;
-}
-
-function apiserverLoad(before: Scrape, after: Scrape): ApiserverLoad {
+function apiserverLoad(before: Samples, after: Samples): ApiserverLoad {
   const requests: Record<string, number> = {};
   let totalRequests = 0;
-  for (const x of after.all('apiserver_request_total')) {
+  for (const x of after.find('apiserver_request_total')) {
     const d = x.value - before.sum('apiserver_request_total', x.labels);
     if (d <= 0) continue;
     const key = `${x.labels.verb} ${x.labels.resource}${x.labels.subresource ? `/${x.labels.subresource}` : ''}`;
@@ -399,16 +381,6 @@ async function createConfigMaps(env: Env, namespace: string, list: WorkspaceStat
 
 // ---------------------------------------------------------------------------------------------------------
 // Baseline: the same Kubernetes objects, created by a plain loop with the controller's client and identity
-
-interface BaselineResult {
-  n: number;
-  concurrency: number;
-  seconds: number;
-  workspacesPerSecond: number;
-  writesPerWorkspace: number;
-  cpu: CpuUsage;
-  apiserver: ApiserverLoad;
-}
 
 async function runBaseline(
   env: Env,
@@ -541,104 +513,37 @@ function statusBody(
 // ---------------------------------------------------------------------------------------------------------
 // The controller process
 
-class ControllerProcess {
-  metricsUrl = '';
-  readonly startedAt = performance.now();
-  syncedAt = 0;
-  private exited: Promise<number | null>;
-  private ready: Promise<void>;
-  private watchdog: ChildProcess;
-  errors: string[] = [];
+/** The controller under test, with what the benchmark reads off its log as the lines arrive. */
+type BenchController = ControllerProcess & { syncedAt: number; errors: string[] };
 
-  constructor(
-    readonly child: ChildProcess,
-    logFile: string,
-  ) {
-    const log = createWriteStream(logFile);
-    child.stderr?.pipe(log, { end: false });
-    let onReady: () => void = () => undefined;
-    let onFail: (e: Error) => void = () => undefined;
-    this.ready = new Promise((resolve, reject) => {
-      onReady = resolve;
-      onFail = reject;
-    });
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code) => {
-        onFail(new Error(`controller exited with ${code} before it was ready (log: ${logFile})`));
-        resolve(code);
-      });
-    });
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      log.write(`${line}\n`);
-      if (!line.includes('"msg"')) return;
-      let rec: { msg?: string; metricsPort?: number; level?: string | number } = {};
-      try {
-        rec = JSON.parse(line);
-      } catch {
-        return;
-      }
-      if (rec.msg === 'flyte-workspace-controller starting' && rec.metricsPort) {
-        this.metricsUrl = `http://127.0.0.1:${rec.metricsPort}/metrics`;
-      }
-      if (rec.msg === 'caches synced; reconciling') {
-        this.syncedAt = performance.now();
-        onReady();
-      }
-      if ((rec.level === 'error' || rec.level === 50) && this.errors.length < 20) this.errors.push(line.slice(0, 400));
-    });
-    // Takes the controller down if this process dies without cleaning up.
-    this.watchdog = spawn(
-      'sh',
-      ['-c', 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill -TERM "$2" 2>/dev/null', 'fwc-bench-wd'].concat(
-        String(process.pid),
-        String(child.pid),
-      ),
-      { detached: true, stdio: 'ignore' },
-    );
-    this.watchdog.unref();
-  }
+/** The built controller with the heap flags that ship and a container's bare environment. */
+function startController(cfgFile: string, kubeconfig: string, logFile: string, nodeArgs: string[]): BenchController {
+  const proc = ControllerProcess.spawn({
+    name: 'bench',
+    config: cfgFile,
+    kubeconfig,
+    logFile,
+    nodeArgs,
+    baseEnv: 'minimal',
+    watchdog: true,
+    keepLines: 1000,
+    onLog: (rec, line) => {
+      // Lines arrive asynchronously, after `bench` below is initialised.
+      if (rec.msg === SYNCED_MESSAGE && bench.syncedAt === 0) bench.syncedAt = performance.now();
+      if ((rec.level === 'error' || rec.level === 50) && bench.errors.length < 20)
+        bench.errors.push(line.slice(0, 400));
+    },
+  });
+  const bench: BenchController = Object.assign(proc, { syncedAt: 0, errors: [] as string[] });
+  return bench;
+}
 
-  static start(cfgFile: string, kubeconfig: string, logFile: string, nodeArgs: string[] = []): ControllerProcess {
-    const args = [...nodeArgs, 'dist/cli.js', 'run', '--config', cfgFile, '--kubeconfig', kubeconfig];
-    const child = spawn(process.execPath, args, {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '/tmp',
-        AWS_ACCESS_KEY_ID: 'testing',
-        AWS_SECRET_ACCESS_KEY: 'testing',
-        AWS_EC2_METADATA_DISABLED: 'true',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    return new ControllerProcess(child, logFile);
-  }
+const SYNCED_MESSAGE = 'caches synced; reconciling';
 
-  whenReady(timeoutMs: number): Promise<void> {
-    return Promise.race([
-      this.ready,
-      sleep(timeoutMs).then(() => {
-        throw new Error('controller did not sync its caches in time');
-      }),
-    ]);
-  }
-
-  scrape(): Promise<Scrape> {
-    return scrape(this.metricsUrl);
-  }
-
-  async stop(): Promise<void> {
-    if (this.child.exitCode === null) {
-      this.child.kill('SIGTERM');
-      const done = await Promise.race([this.exited.then(() => true), sleep(30_000).then(() => false)]);
-      if (!done) this.child.kill('SIGKILL');
-    }
-    try {
-      this.watchdog.kill('SIGKILL');
-    } catch {
-      // gone
-    }
-  }
+/** Resolves once the controller synced its caches and started reconciling. */
+async function whenReady(c: ControllerProcess, timeoutMs: number): Promise<void> {
+  await c.started(timeoutMs);
+  await c.waitForLog((l) => l.msg === SYNCED_MESSAGE, timeoutMs);
 }
 
 const QUEUE = { name: 'workspace' };
@@ -649,9 +554,14 @@ const IDLE_SETTLE_MS = 30_000;
  * Waits until the controller's queue is idle — workqueue_depth 0 and no active worker — on two scrapes in a
  * row, after at least `minAdds` adds since `base`. Returns the first idle scrape of that pair.
  */
-async function waitQueueIdle(c: ControllerProcess, base: Scrape, minAdds: number, timeoutMs: number): Promise<Scrape> {
+async function waitQueueIdle(
+  c: ControllerProcess,
+  base: Samples,
+  minAdds: number,
+  timeoutMs: number,
+): Promise<Samples> {
   const deadline = performance.now() + timeoutMs;
-  let candidate: Scrape | undefined;
+  let candidate: Samples | undefined;
   let lastAdds = 0;
   let addsStuckSince = performance.now();
   while (performance.now() < deadline) {
@@ -678,112 +588,6 @@ async function waitQueueIdle(c: ControllerProcess, base: Scrape, minAdds: number
 // ---------------------------------------------------------------------------------------------------------
 // One pass
 
-export interface MemoryReading {
-  rssMiB: number;
-  /** Highest RSS of the process so far (VmHWM). */
-  peakRssMiB: number;
-  heapUsedMiB: number;
-  heapTotalMiB: number;
-  externalMiB: number;
-  /** V8 heap spaces: size / used, MiB. */
-  spaces: Record<string, [number, number]>;
-}
-
-export interface ApiCost {
-  /** Per workspace (or per change), per system. */
-  perUnit: Record<SystemName, { reads: number; writes: number }>;
-  totals: Record<SystemName, RequestCounts>;
-  units: number;
-  reconciles: Record<string, number>;
-}
-
-export interface ChurnResult {
-  rate: number;
-  seconds: number;
-  issued: number;
-  completed: number;
-  timedOut: number;
-  byKind: Record<string, number>;
-  p50Ms: number;
-  p95Ms: number;
-  p99Ms: number;
-  maxMs: number;
-  meanMs: number;
-  writeMsP50: number;
-  cpu: CpuUsage;
-  cost: ApiCost;
-}
-
-/** One cold start of N workspaces on a fresh control plane: a baseline loop or the controller. */
-export interface ColdStartTrial {
-  round: number;
-  kind: TrialKind;
-  seconds: number;
-  workspacesPerSecond: number;
-  /** CPU of the processes under test (control plane, client or controller, benchmark) per workspace. */
-  cpuMsPerWorkspace: number;
-}
-
-export interface PassResult {
-  name: 'kubernetes' | 'full';
-  n: number;
-  concurrency: number;
-  external: boolean;
-  createConfigMapsSeconds: number;
-  baseline?: BaselineResult;
-  /** The baseline plus the controller's per-workspace protocol requests (see runBaseline). */
-  protocolBaseline?: BaselineResult;
-  /** Every cold-start trial in run order; `baseline`, `protocolBaseline` and `coldStart` are the last round's. */
-  coldStartTrials?: ColdStartTrial[];
-  coldStart: {
-    secondsFromSpawn: number;
-    secondsFromSynced: number;
-    cacheSyncSeconds: number;
-    workspacesPerSecond: number;
-    workspacesPerSecondFromSynced: number;
-    /** Median controller throughput ÷ median baseline throughput over all rounds. */
-    ratioToBaseline?: number;
-    /** Lowest and highest ratio of controller to baseline within one round. */
-    ratioRange?: [number, number];
-    ratioToBaselineFromSynced?: number;
-    halfReadySeconds: number;
-    ninetyReadySeconds: number;
-    secondsToIdle: number;
-    /** Controller process CPU and V8 GC pause time, spawn → queue idle (from its /metrics). */
-    controllerCpuSeconds: number;
-    controllerGcSeconds: number;
-    cpu: CpuUsage;
-    apiserver: ApiserverLoad;
-    /** Baseline CPU per workspace ÷ this pass's (our processes only): the ratio on a machine of our own. */
-    cpuCostRatioToBaseline?: number;
-    cost: ApiCost;
-  };
-  /** 3 s after the last workspace turned Ready. */
-  memoryAfterColdStart: MemoryReading;
-  /** After IDLE_SETTLE_MS without work: what a converged controller holds once V8 has shrunk its heap. */
-  memoryConverged: MemoryReading;
-  resync: {
-    wallSeconds: number;
-    controllerCpuSeconds: number;
-    controllerGcSeconds: number;
-    writes: Record<SystemName, number>;
-    cpu: CpuUsage;
-    cost: ApiCost;
-  };
-  churn?: ChurnResult;
-  changeCost: Record<string, ApiCost & { p50Ms: number; p99Ms: number }>;
-  /** A new controller process replays N converged workspaces (what a rollout or failover costs). */
-  restart: {
-    secondsFromSpawn: number;
-    cacheSyncSeconds: number;
-    controllerCpuSeconds: number;
-    cost: ApiCost;
-  };
-  memoryAtEnd: MemoryReading;
-  controllerErrors: string[];
-  flyteDouble?: { reads: number; writes: number };
-}
-
 interface PassContext {
   opts: BenchOptions;
   binDir: string;
@@ -791,7 +595,7 @@ interface PassContext {
   name: 'kubernetes' | 'full';
 }
 
-function costOf(before: Scrape, after: Scrape, units: number): ApiCost {
+function costOf(before: Samples, after: Samples, units: number): ApiCost {
   const totals = requestDelta(before, after);
   const perUnit = {} as ApiCost['perUnit'];
   for (const s of SYSTEMS) {
@@ -803,7 +607,7 @@ function costOf(before: Scrape, after: Scrape, units: number): ApiCost {
   return { perUnit, totals, units, reconciles: reconcileDelta(before, after) };
 }
 
-function memoryOf(s: Scrape, pid: number | undefined): MemoryReading {
+function memoryOf(s: Samples, pid: number | undefined): MemoryReading {
   const rss = s.sum('process_resident_memory_bytes') || (pid ? processRssBytes(pid) : 0);
   return {
     rssMiB: round(rss / 2 ** 20, 1),
@@ -813,7 +617,7 @@ function memoryOf(s: Scrape, pid: number | undefined): MemoryReading {
     externalMiB: round(s.sum('nodejs_external_memory_bytes') / 2 ** 20, 1),
     spaces: Object.fromEntries(
       s
-        .all('nodejs_heap_space_size_total_bytes')
+        .find('nodejs_heap_space_size_total_bytes')
         .map((x) => [
           x.labels.space as string,
           [
@@ -836,7 +640,7 @@ function trialOf(roundIndex: number, kind: TrialKind, n: number, seconds: number
 }
 
 interface ControllerColdStart {
-  controller: ControllerProcess;
+  controller: BenchController;
   tracker: StatusTracker;
   coldStart: PassResult['coldStart'];
 }
@@ -863,15 +667,15 @@ async function controllerColdStart(
 
   const api0 = await apiserverScrape(env);
   const cpu0 = env.cpu.snapshot();
-  const controller = ControllerProcess.start(
+  const controller = startController(
     cfgFile,
     env.cp.kubeconfigPath('controller'),
     join(ctx.logDir, `${logName}.log`),
     opts.controllerNodeArgs,
   );
   env.controllerPid = controller.child.pid;
-  cleanups.push(() => controller.stop());
-  await controller.whenReady(120_000);
+  cleanups.push(() => controller.stop(30_000));
+  await whenReady(controller, 120_000);
   const profiled = profileFile ? profileApiserver(env, opts.profileApiserverSeconds, profileFile) : undefined;
   const base = await controller.scrape(); // counters start at zero; this scrape is only a label template
   const zero = parseZero(base);
@@ -1089,16 +893,16 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
     const memoryAtEnd = memoryOf(end, env.controllerPid); // reads /proc: before the process stops
 
     // ---- 7. restart: a new process replays every converged workspace (rollout, failover)
-    await controller.stop();
+    await controller.stop(30_000);
     await settle(env, 15_000);
-    const restarted = ControllerProcess.start(
+    const restarted = startController(
       cfgFile,
       env.cp.kubeconfigPath('controller'),
       join(ctx.logDir, `controller-${name}-restart.log`),
       opts.controllerNodeArgs,
     );
-    cleanups.push(() => restarted.stop());
-    await restarted.whenReady(120_000);
+    cleanups.push(() => restarted.stop(30_000));
+    await whenReady(restarted, 120_000);
     const restartZero = parseZero(await restarted.scrape());
     const restartIdle = await waitQueueIdle(restarted, restartZero, n, 600_000 + n * (external ? 1500 : 50));
     const restart: PassResult['restart'] = {
@@ -1111,7 +915,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       `restart: queue idle ${restart.secondsFromSpawn} s after spawn, controller CPU ${restart.controllerCpuSeconds} s, ` +
         `per workspace ${JSON.stringify(restart.cost.perUnit)}`,
     );
-    await restarted.stop();
+    await restarted.stop(30_000);
 
     const result: PassResult = {
       name,
@@ -1148,9 +952,10 @@ function ourCpu(c: CpuUsage): number {
 }
 
 /** A scrape with every counter at zero (the controller process starts from zero). */
-function parseZero(s: Scrape): Scrape {
-  return new Scrape(
-    s.samples.map((x) => ({ ...x, value: 0 })),
+function parseZero(s: Samples): Samples {
+  return new Samples(
+    s.all.map((x) => ({ ...x, value: 0 })),
+    s.types,
     s.at,
   );
 }
@@ -1367,14 +1172,20 @@ async function sickDepsPass(opts: BenchOptions, binDir: string, logDir: string):
         hashOf,
         createConfigMaps: (namespace, list) => createConfigMaps(env, namespace, list as WorkspaceState[]),
         startController: (logName) => {
-          const c = ControllerProcess.start(
+          const c = startController(
             cfgFile,
             env.cp.kubeconfigPath('controller'),
             join(logDir, `${logName}.log`),
             opts.controllerNodeArgs,
           );
           env.controllerPid = c.child.pid;
-          return c;
+          return {
+            scrape: () => c.scrape(),
+            stop: () => c.stop(30_000),
+            whenReady: (ms) => whenReady(c, ms),
+            startedAt: c.startedAt,
+            errors: c.errors,
+          };
         },
         settle: (maxMs) => settle(env, maxMs),
         say,

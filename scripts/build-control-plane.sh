@@ -12,17 +12,10 @@ set -euo pipefail
 KUBE_VERSION="${KUBE_VERSION:-1.35.4}"
 BINARIES=(kube-apiserver kube-controller-manager etcd)
 
-have_all() { local d="$1"; for b in "${BINARIES[@]}"; do [ -x "$d/$b" ] || return 1; done; }
-
-if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
-  if have_all "$KUBEBUILDER_ASSETS"; then echo "$KUBEBUILDER_ASSETS"; exit 0; fi
-  echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS does not contain ${BINARIES[*]}" >&2
-  exit 1
-fi
-
-CACHE_ROOT="${FWC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/flyte-workspace-controller}"
+# shellcheck source=lib/cached-binaries.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cached-binaries.sh"
 OUT="$CACHE_ROOT/kube/v$KUBE_VERSION"
-if have_all "$OUT/bin"; then echo "$OUT/bin"; exit 0; fi
+use_existing_binaries KUBEBUILDER_ASSETS "$OUT/bin" "${BINARIES[@]}"
 
 command -v go >/dev/null || { echo "go is not installed: it is needed once to build the control plane" >&2; exit 1; }
 

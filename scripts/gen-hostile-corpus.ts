@@ -1,5 +1,7 @@
 // Writes the hostile-input corpus to test/data/hostile/: one raw workspace.json per file plus
 // expectations.json naming, per case, the field its error must mention. Run: npx tsx scripts/gen-hostile-corpus.ts
+// Files are bytes: the few that are not valid UTF-8 go into a ConfigMap's binaryData, the rest into data.
+import { isUtf8 } from 'node:buffer';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -15,9 +17,9 @@ const base = {
   services: ['flyte'],
 };
 type Doc = Record<string, unknown>;
-const cases: { name: string; raw: string; field: string }[] = [];
-const add = (name: string, field: string, doc: Doc | string) =>
-  cases.push({ name, field, raw: typeof doc === 'string' ? doc : JSON.stringify(doc) });
+const cases: { name: string; raw: string | Buffer; field: string }[] = [];
+const add = (name: string, field: string, doc: Doc | string | Buffer) =>
+  cases.push({ name, field, raw: typeof doc === 'string' || Buffer.isBuffer(doc) ? doc : JSON.stringify(doc) });
 const withField = (k: string, v: unknown): Doc => ({ ...base, [k]: v });
 const without = (k: string): Doc => {
   const d: Doc = { ...base };
@@ -264,12 +266,123 @@ add('deep-nesting', 'extra', JSON.stringify({ ...base, extra: JSON.parse(`${'{"a
 // Size.
 add('oversized-document', 'workspace.json', JSON.stringify({ ...base, padding: 'x'.repeat(300 * 1024) }));
 
+// Ambiguities: documents that JSON readers disagree on (cases added after the ones above keep their numbers).
+// Duplicate keys, at any depth and also when equal only after unescaping or Unicode normalisation (NFKC).
+const owners = JSON.stringify([{ user_id: 'u9', email: 'evil@example.com', role: 'owner' }]);
+/** The base document with one more member at the end (`member` is raw JSON text). */
+const plus = (member: string) => `${full.slice(0, -1)},${member}}`;
+add('dup-key-users', 'users', plus(`"users":${owners}`));
+add('dup-key-workspace_id', 'workspace_id', plus('"workspace_id":"other-ws"'));
+add('dup-key-data_bucket', 'data_bucket', plus('"data_bucket":"finance-data"'));
+add('dup-key-escaped', 'users', plus(`"use\\u0072s":${owners}`));
+add('dup-key-all-escaped', 'users', plus(`"\\u0075\\u0073\\u0065\\u0072\\u0073":${owners}`));
+add('dup-key-fullwidth', 'users', plus(`"\uff55\uff53\uff45\uff52\uff53":${owners}`));
+add('dup-key-in-user', 'users[1].role', full.replace('"role":"contributor"', '"role":"contributor","role":"owner"'));
+add(
+  'dup-key-in-user-fullwidth',
+  'users[1].role',
+  full.replace('"role":"contributor"', '"role":"contributor","\uff52\uff4f\uff4c\uff45":"owner"'),
+);
+add(
+  'dup-key-in-service-config',
+  'services[0].config.max_parallelism',
+  JSON.stringify(withField('services', [{ service_type: 'flyte', config: { max_parallelism: 1 } }])).replace(
+    '"max_parallelism":1',
+    '"max_parallelism":1,"max_parallelism":1000',
+  ),
+);
+add(
+  'dup-key-service-type',
+  'services[0].service_type',
+  JSON.stringify(withField('services', [{ service_type: 'sagemaker' }])).replace(
+    '"service_type":"sagemaker"',
+    '"service_type":"sagemaker","service_type":"flyte"',
+  ),
+);
+add('dup-key-deep', 'extra.a.b.c.d', plus('"extra":{"a":{"b":{"c":{"d":1,"d":2}}}}'));
+add('dup-key-nfc-nfd', 'extra', plus(`"extra":{"caf\u00e9":1,"cafe\u0301":2}`));
+add('dup-key-nfd-nfc-raw', 'extra', plus(`"extra":{"cafe\u0301":1,"caf\u00e9":2}`));
+add('lookalike-key-tier', 'tier', plus(`"\uff54\uff49\uff45\uff52":"gold"`));
+add(
+  'lookalike-key-email',
+  'users[0].email',
+  full.replace('"email":"owner@example.com"', '"\uff45mail":"owner@example.com"'),
+);
+add('service-kelvin-sign', 'services[1]', withField('services', ['flyte', 'sagema\u212aer']));
+
+// Text that is not Unicode: invalid UTF-8 bytes (reach us only as binaryData), the replacement character
+// the API server leaves where bytes were invalid, and lone surrogates.
+const bytesWith = (marker: string, bad: number[]) => {
+  const [before, after] = JSON.stringify(withField('workspace_name', `Hostile ${marker} WS`)).split(marker);
+  return Buffer.concat([Buffer.from(before as string), Buffer.from(bad), Buffer.from(after as string)]);
+};
+add('utf8-byte-ff', 'workspace.json', bytesWith('<bad>', [0xff]));
+add('utf8-latin1-e-acute', 'workspace.json', bytesWith('<bad>', [0xe9]));
+add('utf8-overlong-slash', 'workspace.json', bytesWith('<bad>', [0xc0, 0xaf]));
+add('utf8-overlong-3-byte', 'workspace.json', bytesWith('<bad>', [0xe0, 0x80, 0xaf]));
+add('utf8-encoded-surrogate', 'workspace.json', bytesWith('<bad>', [0xed, 0xa0, 0x80]));
+add('utf8-above-max-code-point', 'workspace.json', bytesWith('<bad>', [0xf4, 0x90, 0x80, 0x80]));
+add('utf8-truncated-sequence', 'workspace.json', bytesWith('<bad>', [0xe2, 0x82]));
+add('utf8-lone-continuation', 'workspace.json', bytesWith('<bad>', [0x80]));
+add(
+  'utf8-in-key',
+  'workspace.json',
+  Buffer.concat([Buffer.from(`${full.slice(0, -1)},"x`), Buffer.from([0xfe]), Buffer.from('":1}')]),
+);
+add('replacement-char-name', 'workspace_name', withField('workspace_name', 'Hostile \ufffd WS'));
+add(
+  'replacement-char-email',
+  'users[1].email',
+  withUser({ user_id: 'u2', email: 'dev\ufffd@example.com', role: 'contributor' }, 1),
+);
+add('replacement-char-in-key', '(root)', plus(`"users\ufffd":${owners}`));
+add('escaped-lone-high-surrogate', 'workspace_name', full.replace('"Hostile Workspace"', '"x\\ud800"'));
+add(
+  'escaped-lone-low-surrogate',
+  'users[1].email',
+  full.replace('"email":"dev@example.com"', '"email":"dev\\udc00@example.com"'),
+);
+add('escaped-reversed-surrogates', 'tier', plus(`"tier":"\\udc00\\ud800"`));
+add(
+  'escaped-high-surrogate-then-text',
+  'services[0]',
+  full.replace('"services":["flyte"]', '"services":["\\ud83dflyte"]'),
+);
+add('escaped-lone-surrogate-in-key', 'extra', plus(`"extra":{"\\udfff":1}`));
+add(
+  'escaped-lone-surrogate-in-config',
+  'services[0].config.label',
+  full.replace('"services":["flyte"]', '"services":[{"service_type":"flyte","config":{"label":"\\ud800"}}]'),
+);
+
+// Numbers that do not read back exactly (only service config and unknown fields take numbers; any number
+// anywhere is checked).
+const withConfigNumber = (key: string, token: string) =>
+  full.replace('"services":["flyte"]', `"services":[{"service_type":"flyte","config":{"${key}":${token}}}]`);
+for (const [n, token] of Object.entries({
+  'overflow-1e400': '1e400',
+  'big-integer': '12345678901234567890',
+  'beyond-safe-integer': '9007199254740993',
+  'negative-zero': '-0',
+  'negative-zero-fraction': '-0.0',
+  'integer-with-fraction': '1.0',
+  'integer-with-exponent': '1E2',
+  'precision-loss': '0.1000000000000000000001',
+  underflow: '1e-400',
+  'many-digits': `1${'0'.repeat(400)}`,
+})) {
+  add(`number-${n}`, 'services[0].config.max_parallelism', withConfigNumber('max_parallelism', token));
+}
+add('number-in-array', 'extra_ids[1]', plus(`"extra_ids":[1,12345678901234567890]`));
+add('number-as-workspace_id', 'workspace_id', full.replace('"workspace_id":"hostile-ws"', '"workspace_id":1e400'));
+
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 const expectations: Record<string, string> = {};
 cases.forEach((c, i) => {
   const file = `${String(i + 1).padStart(3, '0')}-${c.name.replace(/[^a-z0-9-]+/gi, '_').slice(0, 60)}.json`;
   writeFileSync(join(dir, file), c.raw);
+  if (typeof c.raw === 'string' && !isUtf8(Buffer.from(c.raw))) throw new Error(`${c.name}: text cases must be UTF-8`);
   expectations[file] = c.field;
 });
 writeFileSync(join(dir, 'expectations.json'), `${JSON.stringify(expectations, null, 2)}\n`);

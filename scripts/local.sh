@@ -14,6 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/toolchain.sh
 ensure_node
 ensure_dependencies
+ensure_moto
 
 echo "[local] building dist/ (tsc)" >&2
 npx tsc -p tsconfig.build.json

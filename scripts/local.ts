@@ -7,14 +7,12 @@
 //
 // State lives in .local/ (gitignored; LOCAL_RUN_DIR or --dir to move it): config.json, the kubeconfigs,
 // controller.log and workspaces/<name>.json (edit one while running: it is applied to its ConfigMap).
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
-  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
-  openSync,
   readFileSync,
   rmSync,
   unwatchFile,
@@ -36,6 +34,15 @@ import {
   PatchStrategy,
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
+import { ControllerProcess, FAKE_AWS_ENV } from '../harness/controller-process.js';
+import {
+  CONTROLLER_NAMESPACE,
+  CONTROLLER_SERVICE_ACCOUNT,
+  type ControlPlane,
+  startControlPlane,
+} from '../harness/controlplane.js';
+import { FlyteAdminDouble } from '../harness/flyteadmin-double.js';
+import { type Moto, startMoto } from '../harness/moto.js';
 import {
   defaultConfig,
   MANAGED_BY_LABEL,
@@ -46,14 +53,6 @@ import {
 import { MatchableResource } from '../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import { Project_ProjectState } from '../src/gen/flyteidl/admin/project_pb.js';
 import { parseStatus, type WorkspaceStatus } from '../src/reconcile/status.js';
-import {
-  CONTROLLER_NAMESPACE,
-  CONTROLLER_SERVICE_ACCOUNT,
-  type ControlPlane,
-  startControlPlane,
-} from '../test/support/controlplane.js';
-import { FlyteAdminDouble } from '../test/support/flyteadmin-double.js';
-import { type Moto, startMoto } from '../test/support/moto.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const NAMESPACES = [CONTROLLER_NAMESPACE, 'workspace-platform', 'flyte'];
@@ -62,7 +61,6 @@ const EXAMPLE = 'manifests/example-workspace.yaml';
 const CONFIG_MANIFEST = 'manifests/config.yaml';
 const WORKSPACE_LABEL = { app: 'workspace-config' };
 const ROLE_ARN_ANNOTATION = 'eks.amazonaws.com/role-arn';
-const AWS_ENV = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1' };
 const FIELD_MANAGER = 'local-run';
 /** Two signals closer than this are one Ctrl-C delivered twice (terminal + npm/tsx forwarding it). */
 const SIGNAL_DEBOUNCE_MS = 1000;
@@ -297,54 +295,6 @@ function loadExample(): { docs: KubernetesObject[]; workspaces: ExampleWorkspace
 // ---------------------------------------------------------------------------------------------------------
 // Controller process
 
-interface ControllerProcess {
-  child: ChildProcess;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  exit?: { code: number | null; signal: NodeJS.Signals | null };
-  watchdog: ChildProcess;
-}
-
-function startController(o: { configPath: string; kubeconfig: string; logPath: string }): ControllerProcess {
-  const cli = join(ROOT, 'dist/cli.js');
-  if (!existsSync(cli)) throw new Error(`${rel(cli)} is missing: run \`npm run build\` (scripts/local.sh does)`);
-  const env: NodeJS.ProcessEnv = { ...process.env, ...AWS_ENV, AWS_EC2_METADATA_DISABLED: 'true' };
-  delete env.AWS_PROFILE;
-  delete env.AWS_SESSION_TOKEN;
-  delete env.KUBECONFIG;
-  const fd = openSync(o.logPath, 'w');
-  // Its own process group: Ctrl-C in the terminal reaches us, and we stop the controller first, in order.
-  const child = spawn(process.execPath, [cli, 'run', '--config', o.configPath, '--kubeconfig', o.kubeconfig], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', fd, fd],
-    detached: true,
-  });
-  closeSync(fd);
-  const proc: ControllerProcess = {
-    child,
-    exited: new Promise((resolveExit) => {
-      child.once('exit', (code, signal) => {
-        proc.exit = { code, signal };
-        resolveExit(proc.exit);
-      });
-    }),
-    // If this process is SIGKILLed, nothing here runs: a detached shell stops the controller then.
-    watchdog: spawn(
-      'sh',
-      [
-        '-c',
-        'while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill -TERM "$2" 2>/dev/null; sleep 10; kill -KILL "$2" 2>/dev/null',
-        'fwc-local-watchdog',
-        String(process.pid),
-        String(child.pid),
-      ],
-      { detached: true, stdio: 'ignore' },
-    ),
-  };
-  proc.watchdog.unref();
-  return proc;
-}
-
 async function waitHttp200(url: string, timeoutMs: number, proc: ControllerProcess, logPath: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
@@ -454,12 +404,21 @@ async function summary(env: Env, ws: ExampleWorkspace, status: WorkspaceStatus):
       const arn = sa.metadata?.annotations?.[ROLE_ARN_ANNOTATION];
       row('service account', `${ns}/${sa.metadata?.name}  ${ROLE_ARN_ANNOTATION}=${arn ?? '(none)'}`);
     }
+    const contexts = await core.listNamespacedConfigMap({ namespace: ns, labelSelector: managed });
+    for (const c of contexts.items) {
+      const d = c.data ?? {};
+      const endpoint = d.FLYTE_PLATFORM_URL ?? '(unset)';
+      row(
+        'user context',
+        `${ns}/${c.metadata?.name}  project=${d.FLYTE_DEFAULT_PROJECT} domain=${d.FLYTE_DEFAULT_DOMAIN} endpoint=${endpoint}`,
+      );
+    }
   }
   if (status.roleArn) {
     const iam = new IAMClient({
-      region: AWS_ENV.AWS_REGION,
+      region: FAKE_AWS_ENV.AWS_REGION,
       endpoint: env.moto.endpoint,
-      credentials: { accessKeyId: AWS_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: AWS_ENV.AWS_SECRET_ACCESS_KEY },
+      credentials: { accessKeyId: FAKE_AWS_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: FAKE_AWS_ENV.AWS_SECRET_ACCESS_KEY },
       maxAttempts: 2,
     });
     try {
@@ -508,7 +467,7 @@ function printEndpoints(env: Env): void {
 }
 
 function planCommand(env: Env, file: string, ws: ExampleWorkspace): string {
-  const aws = `AWS_ACCESS_KEY_ID=${AWS_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${AWS_ENV.AWS_SECRET_ACCESS_KEY}`;
+  const aws = `AWS_ACCESS_KEY_ID=${FAKE_AWS_ENV.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=${FAKE_AWS_ENV.AWS_SECRET_ACCESS_KEY}`;
   return `${aws} node ${rel(join(ROOT, 'dist/cli.js'))} plan -f ${rel(file)} --source ${ws.namespace}/${ws.name} --config ${rel(env.configPath)} --kubeconfig ${rel(env.kubeconfigs.controller)}`;
 }
 
@@ -529,7 +488,7 @@ async function runPlan(env: Env, file: string, ws: ExampleWorkspace): Promise<vo
   ];
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { ...process.env, ...AWS_ENV },
+    env: { ...process.env, ...FAKE_AWS_ENV },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let text = '';
@@ -561,6 +520,9 @@ function printTryAChange(env: Env, workspaces: ExampleWorkspace[], once: boolean
         : `  apply:   save an edit into ${rel(file)}: it is applied to ${ws.namespace}/${ws.name} and the new status printed`,
     );
   }
+  const cli = `node ${rel(join(ROOT, 'dist/cli.js'))}`;
+  out(`  status:  ${cli} status --kubeconfig ${rel(env.kubeconfigs.admin)}   (-w to follow, --not-ready, -o wide)`);
+  out(`  rerun:   ${cli} rerun ${workspaces.map((w) => w.name).join(' ')} --kubeconfig ${rel(env.kubeconfigs.admin)}`);
   out(
     `  kubectl: if you have it: KUBECONFIG=${rel(env.kubeconfigs.admin)} kubectl -n workspace-platform get cm -o yaml`,
   );
@@ -705,13 +667,7 @@ async function main(): Promise<number> {
     }
     if (now - firstSignalAt < SIGNAL_DEBOUNCE_MS) return; // the same Ctrl-C, forwarded by npm/tsx
     progress(`${sig} again: forcing exit`);
-    if (controller?.child.pid && !controller.exit) {
-      try {
-        process.kill(controller.child.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    controller?.signal('SIGKILL');
     // The control plane's and moto's exit handlers kill their processes and remove their temp dirs.
     process.exit(130);
   };
@@ -805,8 +761,16 @@ async function main(): Promise<number> {
     const configPath = join(opts.dir, 'config.json');
     const config = localConfig({
       sourceNamespaces,
-      flyte: { enabled: true, endpoint: flyte.url, insecure: true, auth: { type: 'none' } },
-      aws: { enabled: true, endpoint: moto.endpoint, region: AWS_ENV.AWS_REGION },
+      flyte: {
+        enabled: true,
+        endpoint: flyte.url,
+        insecure: true,
+        auth: { type: 'none' },
+        // Users of the local run reach the same double (plaintext gRPC).
+        userEndpoint: new URL(flyte.url).host,
+        userInsecure: true,
+      },
+      aws: { enabled: true, endpoint: moto.endpoint, region: FAKE_AWS_ENV.AWS_REGION },
       server: { metricsPort, healthPort, bindAddress: '127.0.0.1' },
       leaderElection: { enabled: true },
       shutdownGraceSeconds: 10,
@@ -846,26 +810,28 @@ async function main(): Promise<number> {
     };
 
     const proc = await step('starting the controller (node dist/cli.js run)', async () => {
-      const p = startController({ configPath, kubeconfig: kubeconfigs.controller, logPath });
+      const cli = join(ROOT, 'dist/cli.js');
+      if (!existsSync(cli)) throw new Error(`${rel(cli)} is missing: run \`npm run build\` (scripts/local.sh does)`);
+      // The log goes straight to a file a person follows; its own process group lets Ctrl-C reach only us,
+      // and we stop the controller first, in order. The watchdog stops it if we are SIGKILLed.
+      const p = ControllerProcess.spawn({
+        name: 'local',
+        config: configPath,
+        kubeconfig: kubeconfigs.controller,
+        logFile: logPath,
+        captureLogs: false,
+        detached: true,
+        watchdog: true,
+      });
       controller = p;
       cleanups.push({
         name: 'controller',
         fn: async () => {
-          if (!p.exit && p.child.pid) {
-            process.kill(p.child.pid, 'SIGTERM');
-            const exit = await Promise.race([p.exited, sleep(15_000).then(() => undefined)]);
-            if (!exit) {
-              progress('the controller did not stop within 15 s: killing it');
-              process.kill(p.child.pid, 'SIGKILL');
-              await p.exited;
-            } else if (exit.code !== 0) {
-              progress(`the controller exited with code ${exit.code ?? exit.signal}; see ${rel(logPath)}`);
-            }
-          }
-          try {
-            p.watchdog.kill('SIGKILL');
-          } catch {
-            // gone
+          const running = p.alive;
+          const exit = await p.stop(15_000);
+          if (running && exit.signal === 'SIGKILL') progress('the controller did not stop within 15 s: killed it');
+          else if (exit.code !== 0 && exit.signal !== 'SIGKILL') {
+            progress(`the controller exited with code ${exit.code ?? exit.signal}; see ${rel(logPath)}`);
           }
         },
       });

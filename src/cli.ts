@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// flyte-workspace-controller: `run` the daemon, `plan` a workspace against live systems, `validate` a document.
+// flyte-workspace-controller: `run` the daemon, `plan` a workspace against live systems, `validate` a document,
+// and the day-2 commands `status` and `rerun` (src/cli/), which need only a kubeconfig with access to the
+// workspace ConfigMaps.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError, type ControllerConfig, loadConfig } from './config/config.js';
-import { formatFieldErrors, parseWorkspace } from './spec/workspace.js';
+import { formatFieldErrors, parseWorkspace, type WorkspaceDocument, workspaceDocument } from './spec/workspace.js';
 
 const USAGE: Record<string, string> = {
   main: `Usage: flyte-workspace-controller <command> [options]
@@ -12,6 +14,8 @@ Commands:
   run        start the controller (watch workspace ConfigMaps and reconcile)
   plan       show what the controller would create, change and delete for a workspace, changing nothing
   validate   check a workspace.json and report every error
+  status     show every workspace's phase, readiness and last error (from the ConfigMaps' status)
+  rerun      reconcile workspaces now and wait for the result
 
 Run 'flyte-workspace-controller <command> --help' for the options of a command.`,
   run: `Usage: flyte-workspace-controller run [--config FILE] [--set SETTING=VALUE]... [--kubeconfig FILE]
@@ -31,6 +35,38 @@ IAM and FlyteAdmin, reading live state and writing nothing.
 
 Validates a workspace.json (or a ConfigMap holding one) and prints every error with its field.
 Exit code 0 when valid, 1 when invalid.`,
+  status: `Usage: flyte-workspace-controller status [-n NAMESPACE | -A] [--not-ready] [-w] [-o wide|json|yaml] [--kubeconfig FILE] [--config FILE]
+
+One line per workspace ConfigMap: source, workspace id, phase, Ready and for how long, the failing step
+and its reason, the last error (cut to the terminal width). Reads the ConfigMaps' status annotation with
+one paginated LIST; needs get/list (and watch for -w) on configmaps, nothing of the controller.
+  -n, --namespace NS     source namespace to read (default: the configured sourceNamespaces, workspace-platform)
+  -A, --all-namespaces   every namespace (ConfigMaps labelled with configMapSelector, app=workspace-config)
+  --not-ready            only workspaces whose Ready condition is not True
+  -w, --watch            keep watching and print a line whenever a workspace changes (Ctrl-C ends)
+  -o, --output FORMAT    wide (adds namespaces, role, project, rerun state; message not cut), json or yaml
+Exit codes: 0 listed; 1 --not-ready found some; 2 usage; 3 cluster unreachable (or no usable
+kubeconfig); 4 the API server refused (Unauthorized, Forbidden).`,
+  rerun: `Usage: flyte-workspace-controller rerun (NAME... | --all-not-ready) [-n NAMESPACE] [--timeout 5m] [--kubeconfig FILE] [--config FILE]
+
+Requests a reconcile of each named workspace ConfigMap now, like \`flux reconcile\`: sets the annotation
+workspaces.flyte.org/reconcile-requested-at to a fresh token (a JSON merge patch of that annotation only),
+waits until the controller's status reports it handled (lastHandledReconcileAt), and prints the result.
+Needs get, list, watch and patch on configmaps in the namespace (manifests/oncall-rbac.yaml).
+  -n, --namespace NS     source namespace (default: the first configured source namespace, workspace-platform)
+  --all-not-ready        rerun every workspace in the namespace whose Ready condition is not True
+  --timeout DURATION     how long to wait for the controller, e.g. 90s, 5m (default 5m)
+Exit codes: 0 every workspace reconciled and Ready; 1 some are not Ready, timed out or not found;
+2 usage; 3 cluster unreachable (or no usable kubeconfig); 4 the API server refused (Unauthorized, Forbidden).`,
+};
+
+/** The options each command takes; any other is a usage error. */
+const COMMAND_OPTIONS: Record<string, string[]> = {
+  run: ['config', 'set', 'kubeconfig'],
+  plan: ['config', 'set', 'kubeconfig', 'file', 'source', 'json'],
+  validate: ['config', 'set', 'file'],
+  status: ['config', 'set', 'kubeconfig', 'namespace', 'all-namespaces', 'not-ready', 'watch', 'output'],
+  rerun: ['config', 'set', 'kubeconfig', 'namespace', 'all-not-ready', 'timeout'],
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -44,8 +80,9 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   let values: Record<string, string | boolean | string[] | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       args: rest,
       options: {
         help: { type: 'boolean', short: 'h' },
@@ -55,9 +92,20 @@ export async function main(argv: string[]): Promise<number> {
         source: { type: 'string' },
         json: { type: 'boolean' },
         set: { type: 'string', multiple: true },
+        namespace: { type: 'string', short: 'n' },
+        'all-namespaces': { type: 'boolean', short: 'A' },
+        'not-ready': { type: 'boolean' },
+        watch: { type: 'boolean', short: 'w' },
+        output: { type: 'string', short: 'o' },
+        'all-not-ready': { type: 'boolean' },
+        timeout: { type: 'string' },
       },
       strict: true,
+      allowPositionals: true,
     }));
+    const misplaced = Object.keys(values).find((k) => k !== 'help' && !COMMAND_OPTIONS[command]?.includes(k));
+    if (misplaced) throw new Error(`option --${misplaced} does not apply to ${command}`);
+    if (positionals.length > 0 && command !== 'rerun') throw new Error(`unexpected argument "${positionals[0]}"`);
   } catch (err) {
     console.error(`${(err as Error).message}\n\n${USAGE[command]}`);
     return 2;
@@ -78,6 +126,15 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  if (command === 'status' || command === 'rerun') {
+    const { runDay2 } = await import('./cli/day2.js');
+    const usage = (message: string) => {
+      console.error(`${message}\n\n${USAGE[command]}`);
+      return 2;
+    };
+    return runDay2(command, cfg, values, positionals, usage);
+  }
+
   if (command === 'run') {
     const { runDaemon } = await import('./controller/daemon.js');
     return runDaemon(cfg, { kubeconfig: values.kubeconfig as string | undefined });
@@ -87,7 +144,7 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`-f FILE is required\n\n${USAGE[command]}`);
     return 2;
   }
-  let raw: string;
+  let raw: WorkspaceDocument;
   try {
     raw = await readDocument(values.file as string, cfg.configMapKey);
   } catch (err) {
@@ -141,8 +198,10 @@ export function setOverrides(pairs: string[]): Record<string, unknown> {
 }
 
 /** Reads workspace.json from a file or stdin; a ConfigMap document is unwrapped to its data key. */
-async function readDocument(file: string, dataKey: string): Promise<string> {
-  const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+/** The document as bytes, so that invalid UTF-8 is reported rather than silently replaced. */
+async function readDocument(file: string, dataKey: string): Promise<WorkspaceDocument> {
+  const bytes = file === '-' ? readFileSync(0) : readFileSync(file);
+  const text = bytes.toString('utf8');
   const trimmed = text.trimStart();
   if (/^(apiVersion|kind|metadata):/m.test(trimmed) && !trimmed.startsWith('{')) {
     const { loadYaml } = await import('@kubernetes/client-node');
@@ -152,15 +211,16 @@ async function readDocument(file: string, dataKey: string): Promise<string> {
     const doc = JSON.parse(text) as { kind?: unknown };
     if (doc && doc.kind === 'ConfigMap') return extractFromConfigMap(doc, dataKey, file);
   } catch {
-    // Not JSON: hand the raw text to the validator, which reports it precisely.
+    // Not JSON: hand the raw bytes to the validator, which reports them precisely.
   }
-  return text;
+  return bytes;
 }
 
-function extractFromConfigMap(doc: unknown, dataKey: string, file: string): string {
-  const data = (doc as { data?: Record<string, unknown> })?.data;
-  const raw = data?.[dataKey];
-  if (typeof raw !== 'string') throw new Error(`${file}: ConfigMap has no data key "${dataKey}"`);
+function extractFromConfigMap(doc: unknown, dataKey: string, file: string): WorkspaceDocument {
+  const raw = workspaceDocument((doc ?? {}) as Record<string, unknown>, dataKey);
+  if (typeof raw !== 'string' && !(raw instanceof Uint8Array)) {
+    throw new Error(`${file}: ConfigMap has no data key "${dataKey}"`);
+  }
   return raw;
 }
 

@@ -1,7 +1,8 @@
 // Markdown rendering of a benchmark report (the JSON next to it has every number).
-import type { ApiCost, PassResult } from '../bench.js';
+
 import type { CpuUsage } from './proc.js';
 import { SYSTEMS } from './prom.js';
+import type { ApiCost, PassResult } from './results.js';
 
 interface Report {
   meta: {
@@ -67,8 +68,8 @@ export function renderMarkdown(r: Report): string {
   out.push('');
   out.push(
     `Commit \`${m.commit}\`${m.srcDirty ? ' (with uncommitted changes in src/)' : ''}, Node ${m.node}, ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB. ` +
-      `Options: \`${JSON.stringify(m.options)}\` (controllerNodeArgs: the controller's node flags, by default the ` +
-      'NODE_OPTIONS of manifests/deployment.yaml).',
+      `Options: \`${JSON.stringify(m.options)}\` (controllerNodeArgs: the controller's node flags, by default those ` +
+      'of the container command in manifests/deployment.yaml).',
   );
   out.push('');
   out.push(

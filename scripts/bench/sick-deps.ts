@@ -14,16 +14,19 @@
 // write (time the request was sent) → the removed user's RoleBinding deleted, seen by a watch on
 // RoleBindings. Between phases the fault is lifted and everything must converge again.
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { FaultProxy } from '../../harness/aws-fault-proxy.js';
+import type { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
+import type { Samples as Scrape } from '../../harness/metrics-text.js';
 import { collectionPath, type HttpKubeApi, type KubeObject } from '../../src/adapters/kubernetes.js';
 import { type ControllerConfig, MANAGED_BY_LABEL } from '../../src/config/config.js';
 import { roleBindingName } from '../../src/desired/kubernetes.js';
-import { workspaceNames } from '../../src/desired/names.js';
+import type { SystemName } from '../../src/kinds/step.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { parseWorkspace } from '../../src/spec/workspace.js';
 import { KubeListWatchClient, Reflector } from '../../src/watch/reflector.js';
-import type { FaultProxy } from '../../test/support/aws-fault-proxy.js';
-import type { FlyteAdminDouble } from '../../test/support/flyteadmin-double.js';
+
 import { type CpuMeter, type CpuUsage, cpuBetween, round } from './proc.js';
-import type { Scrape, SystemName } from './prom.js';
+
 import { latencySummary, percentile } from './stats.js';
 import { StatusTracker } from './tracker.js';
 
@@ -53,7 +56,7 @@ export interface SickWorkspace {
 
 export interface SickController {
   scrape(): Promise<Scrape>;
-  stop(): Promise<void>;
+  stop(): Promise<unknown>;
   whenReady(timeoutMs: number): Promise<void>;
   readonly startedAt: number;
   errors: string[];
@@ -232,7 +235,7 @@ function histogram(before: Scrape, after: Scrape, name: string, match: Record<st
   const count = after.sum(`${name}_count`, match) - before.sum(`${name}_count`, match);
   const sum = after.sum(`${name}_sum`, match) - before.sum(`${name}_sum`, match);
   const buckets = after
-    .all(`${name}_bucket`)
+    .find(`${name}_bucket`)
     .filter((s) => Object.entries(match).every(([k, v]) => s.labels[k] === v))
     .map((s) => {
       const le = s.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(s.labels.le);
@@ -254,7 +257,7 @@ function histogram(before: Scrape, after: Scrape, name: string, match: Record<st
 
 function laneJobs(s: Scrape): LaneSample['jobs'] {
   const jobs: LaneSample['jobs'] = {};
-  for (const x of s.all('flyte_workspace_external_jobs')) {
+  for (const x of s.find('flyte_workspace_external_jobs')) {
     const system = x.labels.system as string;
     jobs[system] ??= { running: 0, waiting: 0 };
     if (x.labels.state === 'running') jobs[system].running = x.value;
@@ -265,7 +268,7 @@ function laneJobs(s: Scrape): LaneSample['jobs'] {
 
 function byOutcome(before: Scrape, after: Scrape, system: SystemName): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const s of after.all('flyte_workspace_external_requests_total')) {
+  for (const s of after.find('flyte_workspace_external_requests_total')) {
     if (s.labels.system !== system) continue;
     const d = s.value - before.sum('flyte_workspace_external_requests_total', s.labels);
     if (d > 0) out[s.labels.outcome as string] = (out[s.labels.outcome as string] ?? 0) + d;

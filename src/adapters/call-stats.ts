@@ -1,7 +1,8 @@
 // Counts calls an adapter makes to its external system, split into reads and writes, so tests and the
 // benchmark can assert "a no-op reconcile writes nothing" and metrics can report per-operation outcomes.
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { SystemName } from '../kinds/step.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { SystemName } from '../reconcile/types.js';
 
 /** A write refused because this process may not write any more (e.g. it no longer holds the leader Lease). */
 export class WriteFencedError extends Error {
@@ -30,11 +31,12 @@ export class CallStats {
       throw new WriteFencedError(`${this.system} ${operation} refused: this process may not write (not the leader)`);
     }
     const start = performance.now();
-    let outcome = 'success';
+    const grpc = GRPC_SYSTEMS.has(this.system);
+    let outcome = grpc ? GRPC_OK : HTTP_SUCCESS;
     try {
       return await fn();
     } catch (err) {
-      outcome = classifyOutcome(err);
+      outcome = grpc ? grpcOutcome(err) : classifyOutcome(err);
       throw err;
     } finally {
       if (write) this.writes++;
@@ -59,7 +61,43 @@ export class CallStats {
   }
 }
 
-/** Bounded outcome label: error class names or codes, never messages. */
+/** Systems spoken to over gRPC: their outcome label is the gRPC status code name. */
+const GRPC_SYSTEMS: ReadonlySet<SystemName> = new Set(['flyte']);
+const GRPC_OK = 'ok';
+const HTTP_SUCCESS = 'success';
+
+/** True for the outcome label of a call that succeeded, whatever the protocol. */
+export function isSuccessOutcome(outcome: string | undefined): boolean {
+  return outcome === GRPC_OK || outcome === HTTP_SUCCESS;
+}
+
+// The gRPC status code names (grpc/doc/statuscodes.md), lower-case: stable across client libraries,
+// unlike connect's enum names (which spell CANCELLED as Canceled).
+const GRPC_CODE_NAMES: Record<Code, string> = {
+  [Code.Canceled]: 'cancelled',
+  [Code.Unknown]: 'unknown',
+  [Code.InvalidArgument]: 'invalid_argument',
+  [Code.DeadlineExceeded]: 'deadline_exceeded',
+  [Code.NotFound]: 'not_found',
+  [Code.AlreadyExists]: 'already_exists',
+  [Code.PermissionDenied]: 'permission_denied',
+  [Code.ResourceExhausted]: 'resource_exhausted',
+  [Code.FailedPrecondition]: 'failed_precondition',
+  [Code.Aborted]: 'aborted',
+  [Code.OutOfRange]: 'out_of_range',
+  [Code.Unimplemented]: 'unimplemented',
+  [Code.Internal]: 'internal',
+  [Code.Unavailable]: 'unavailable',
+  [Code.DataLoss]: 'data_loss',
+  [Code.Unauthenticated]: 'unauthenticated',
+};
+
+/** gRPC outcome label: the status code name of the error (anything else counts as unknown, as in gRPC). */
+export function grpcOutcome(err: unknown): string {
+  return GRPC_CODE_NAMES[ConnectError.from(err).code] ?? 'unknown';
+}
+
+/** Bounded outcome label for HTTP systems: `http_<status>`, else the error class name, never messages. */
 function classifyOutcome(err: unknown): string {
   if (err && typeof err === 'object') {
     const e = err as { code?: unknown; name?: unknown; statusCode?: unknown };

@@ -2,7 +2,10 @@
 // transport (h2c when insecure, TLS with an optional extra CA otherwise), with bearer-token or OAuth2
 // client-credentials auth, a per-call deadline, retries with backoff + jitter for transient codes only,
 // and a request budget (shared concurrency limit + a total time budget per reconcile step) so one slow
-// FlyteAdmin cannot stall the work queue. See /work/shared/notes/flyteadmin.md for server semantics.
+// FlyteAdmin cannot stall the work queue. Server semantics: docs/flyteadmin-semantics.md.
+//
+// Deliberately no attribute Delete: FlyteAdmin's Delete*Attributes treats every key field left empty as
+// a wildcard, so a project-domain delete also removes users' workflow- and launch-plan-level overrides.
 import { readFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
@@ -14,7 +17,7 @@ import { Agent, request } from 'undici';
 import type { ControllerConfig, FlyteAuthConfig } from '../config/config.js';
 import type { MatchableResource, MatchingAttributes } from '../gen/flyteidl/admin/matchable_resource_pb.js';
 import type { ProjectDomainAttributes } from '../gen/flyteidl/admin/project_domain_attributes_pb.js';
-import type { Project, ProjectSchema } from '../gen/flyteidl/admin/project_pb.js';
+import type { Project, ProjectListRequestSchema, ProjectSchema, Projects } from '../gen/flyteidl/admin/project_pb.js';
 import { AdminService } from '../gen/flyteidl/service/admin_projects_pb.js';
 import type { CallStats } from './call-stats.js';
 
@@ -42,8 +45,11 @@ export interface FlyteAdminApi {
   ): Promise<ProjectDomainAttributes | undefined>;
   /** Upsert: replaces the whole attribute set of that resource type for the project-domain. */
   updateProjectDomainAttributes(project: string, domain: string, attributes: MatchingAttributes): Promise<void>;
-  /** Deleting a missing row succeeds. */
-  deleteProjectDomainAttributes(project: string, domain: string, type: MatchableResource): Promise<void>;
+  /**
+   * One page of ListProjects (filters as FlyteAdmin parses them; with filters, archived projects are
+   * listed too). `limit` must be > 0: FlyteAdmin returns a token iff the page is full.
+   */
+  listProjects(page: MessageInitShape<typeof ProjectListRequestSchema> & { limit: number }): Promise<Projects>;
   /**
    * A view of this client whose calls share one total time budget: waiting for a concurrency slot,
    * every attempt and every backoff count against it; once spent, calls fail with DeadlineExceeded.
@@ -402,6 +408,7 @@ class FlyteAdminGrpc implements FlyteAdminApi {
   }
 
   async getProject(id: string): Promise<Project | undefined> {
+    checkProjectId(id, 'GetProject');
     if (!this.core.noGetProject) {
       try {
         return await this.call('GetProject', false, (opts) => this.core.client.getProject({ id }, opts));
@@ -421,10 +428,12 @@ class FlyteAdminGrpc implements FlyteAdminApi {
   }
 
   async registerProject(project: ProjectInit): Promise<void> {
+    checkProjectId(project.id, 'RegisterProject');
     await this.call('RegisterProject', true, (opts) => this.core.client.registerProject({ project }, opts));
   }
 
   async updateProject(project: ProjectInit): Promise<void> {
+    checkProjectId(project.id, 'UpdateProject');
     await this.call('UpdateProject', true, (opts) => this.core.client.updateProject(project, opts));
   }
 
@@ -443,6 +452,7 @@ class FlyteAdminGrpc implements FlyteAdminApi {
     domain: string,
     type: MatchableResource,
   ): Promise<ProjectDomainAttributes | undefined> {
+    checkProjectId(project, 'GetProjectDomainAttributes');
     try {
       const res = await this.call('GetProjectDomainAttributes', false, (opts) =>
         this.core.client.getProjectDomainAttributes({ project, domain, resourceType: type }, opts),
@@ -455,6 +465,8 @@ class FlyteAdminGrpc implements FlyteAdminApi {
   }
 
   async updateProjectDomainAttributes(project: string, domain: string, attributes: MatchingAttributes): Promise<void> {
+    checkProjectId(project, 'UpdateProjectDomainAttributes');
+    if (domain === '') throw refused('UpdateProjectDomainAttributes', 'an empty domain');
     await this.call('UpdateProjectDomainAttributes', true, (opts) =>
       this.core.client.updateProjectDomainAttributes(
         { attributes: { project, domain, matchingAttributes: attributes } },
@@ -463,10 +475,9 @@ class FlyteAdminGrpc implements FlyteAdminApi {
     );
   }
 
-  async deleteProjectDomainAttributes(project: string, domain: string, type: MatchableResource): Promise<void> {
-    await this.call('DeleteProjectDomainAttributes', true, (opts) =>
-      this.core.client.deleteProjectDomainAttributes({ project, domain, resourceType: type }, opts),
-    );
+  async listProjects(page: MessageInitShape<typeof ProjectListRequestSchema> & { limit: number }): Promise<Projects> {
+    if (!(page.limit > 0)) throw refused('ListProjects', 'limit 0 (FlyteAdmin would page forever)');
+    return this.call('ListProjects', false, (opts) => this.core.client.listProjects(page, opts));
   }
 
   private remaining(): number {
@@ -508,6 +519,22 @@ class FlyteAdminGrpc implements FlyteAdminApi {
       await new Promise((r) => setTimeout(r, delay));
     }
   }
+}
+
+// FlyteAdmin's project id rule (k8s DNS-1123 label). The server itself accepts an empty id in attribute
+// calls (it then matches whatever row comes first: another project's attributes get overwritten or
+// deleted), so the client refuses before anything is sent.
+const PROJECT_ID = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Throws InvalidArgument, without calling FlyteAdmin, unless `id` is a valid, non-empty project id. */
+export function checkProjectId(id: string | undefined, op: string): void {
+  if (id === undefined || id === '') throw refused(op, 'an empty project id');
+  if (id.length > 63 || !PROJECT_ID.test(id))
+    throw refused(op, `invalid project id ${JSON.stringify(id.slice(0, 80))}`);
+}
+
+function refused(op: string, what: string): ConnectError {
+  return new ConnectError(`${op}: refusing to send ${what} to FlyteAdmin`, Code.InvalidArgument);
 }
 
 function budgetSpent(op: string): ConnectError {

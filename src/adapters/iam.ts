@@ -32,8 +32,8 @@ import {
 } from '@aws-sdk/client-iam';
 import type { ControllerConfig } from '../config/config.js';
 import { decodePolicyText } from '../desired/iam-policy.js';
+import { StepError } from '../kinds/step.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { StepError } from '../reconcile/types.js';
 import { CallStats } from './call-stats.js';
 
 // ---- Domain types -------------------------------------------------------------------------------------

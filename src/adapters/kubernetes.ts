@@ -4,35 +4,11 @@
 import { createHash } from 'node:crypto';
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { Agent, type Dispatcher, request as undiciRequest } from 'undici';
+import type { KubeObject, ObjectRef } from '../kinds/kubernetes.js';
 import { type ApiServerContact, apiServerContact, trackContact } from './apiserver-contact.js';
 import type { CallStats } from './call-stats.js';
 
-export interface KubeObject {
-  apiVersion: string;
-  kind: string;
-  metadata: KubeMetadata;
-  [field: string]: unknown;
-}
-
-export interface KubeMetadata {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  finalizers?: string[];
-  [field: string]: unknown;
-}
-
-export interface ObjectRef {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  namespace?: string;
-}
+export type { KubeMetadata, KubeObject, ObjectRef } from '../kinds/kubernetes.js';
 
 export interface KindInfo {
   apiVersion: string;
@@ -70,6 +46,7 @@ export const MANAGED_KINDS: KindName[] = [
   'ResourceQuota',
   'NetworkPolicy',
   'ServiceAccount',
+  'ConfigMap',
   'RoleBinding',
 ];
 
@@ -142,8 +119,8 @@ export interface KubeApi {
   list(kind: KindName, opts?: ListOptions): Promise<KubeObject[]>;
   /** Server-side apply with the controller's field manager and force. */
   apply(obj: KubeObject, opts?: ApplyOptions): Promise<KubeObject>;
-  /** JSON merge patch (used for Event counts). */
-  mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject>;
+  /** JSON merge patch (Event counts; the CLI's rerun annotation, under its own field manager). */
+  mergePatch(ref: ObjectRef, patch: unknown, opts?: { fieldManager?: string }): Promise<KubeObject>;
   create(obj: KubeObject): Promise<KubeObject>;
   /** Returns false when the object was already gone. */
   delete(ref: ObjectRef, opts?: DeleteOptions): Promise<boolean>;
@@ -292,9 +269,16 @@ export class HttpKubeApi implements KubeApi {
     });
   }
 
-  async mergePatch(ref: ObjectRef, patch: unknown): Promise<KubeObject> {
+  async mergePatch(ref: ObjectRef, patch: unknown, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
     return this.stats.track(`patch_${ref.kind}`, true, async () => {
-      const out = await this.request<KubeObject>('PATCH', objectPath(ref), patch, 'application/merge-patch+json');
+      // Named like the applies (or as the caller asks), so every field written shows who wrote it.
+      const q = new URLSearchParams({ fieldManager: opts.fieldManager ?? this.opts.fieldManager });
+      const out = await this.request<KubeObject>(
+        'PATCH',
+        `${objectPath(ref)}?${q}`,
+        patch,
+        'application/merge-patch+json',
+      );
       this.opts.onWritten?.(out);
       return out;
     });

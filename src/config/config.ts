@@ -50,6 +50,8 @@ export interface ControllerConfig {
     iamRole: string;
     ownerClusterRole: string;
     contributorClusterRole: string;
+    /** The ConfigMap with the users' Flyte client configuration, in every workspace namespace (fixed name). */
+    contextConfigMap: string;
   };
   rbac: {
     /** Which user field becomes the RBAC subject name (what the cluster's authenticator calls the user). */
@@ -75,6 +77,14 @@ export interface ControllerConfig {
     caFile?: string;
     auth: FlyteAuthConfig;
     consoleBaseUrl: string;
+    /**
+     * FlyteAdmin's gRPC endpoint as workspace users reach it (`host:port`), written into each workspace's
+     * context ConfigMap. Not `endpoint`, which is how the controller reaches it from inside the cluster.
+     * Unset: the context ConfigMap carries no endpoint, only project, domain and workspace variables.
+     */
+    userEndpoint?: string;
+    /** Whether users' clients talk plaintext to userEndpoint (flytectl/flytekit `admin.insecure`). */
+    userInsecure: boolean;
     callTimeoutMs: number;
     maxConcurrentCalls: number;
     maxAttempts: number;
@@ -82,6 +92,13 @@ export interface ControllerConfig {
     discoverDomains: boolean;
     /** How often each converged project and its attributes are re-read to find drift made in FlyteAdmin. */
     driftCheckIntervalSeconds: number;
+    /**
+     * Archive our projects whose workspace no longer exists in any watched source (found by label in
+     * FlyteAdmin, at reconcile.orphanSweepIntervalSeconds); dryRun only logs and counts. Off by default,
+     * like aws.orphanSweep: a project carries no source namespace, so a second installation with the same
+     * fieldManager on the same FlyteAdmin would look orphaned to this one.
+     */
+    orphanSweep: { enabled: boolean; dryRun: boolean };
   };
   aws: {
     enabled: boolean;
@@ -160,6 +177,7 @@ export function defaultConfig(): ControllerConfig {
       iamRole: 'FlyteWorkspace-{{ workspace_id }}-Role',
       ownerClusterRole: 'flyte-workspace-owner',
       contributorClusterRole: 'flyte-workspace-contributor',
+      contextConfigMap: 'flyte-workspace-context',
     },
     rbac: { subjectField: 'email', contributorDomains: ['development', 'staging'] },
     domains: ['development', 'staging', 'production'],
@@ -182,11 +200,13 @@ export function defaultConfig(): ControllerConfig {
       insecure: true,
       auth: { type: 'none' },
       consoleBaseUrl: 'http://localhost:30080',
+      userInsecure: false,
       callTimeoutMs: 10_000,
       maxConcurrentCalls: 8,
       maxAttempts: 4,
       discoverDomains: true,
       driftCheckIntervalSeconds: 1800,
+      orphanSweep: { enabled: false, dryRun: true },
     },
     aws: {
       enabled: true,
@@ -253,7 +273,7 @@ export function mergeConfig<T>(base: T, override: unknown, path = ''): T {
 }
 
 // Optional settings have no default, so they are absent from defaultConfig() but still known.
-const OPTIONAL_SETTINGS = new Set(['aws.endpoint', 'aws.permissionsBoundaryArn', 'flyte.caFile']);
+const OPTIONAL_SETTINGS = new Set(['aws.endpoint', 'aws.permissionsBoundaryArn', 'flyte.caFile', 'flyte.userEndpoint']);
 
 // Maps whose keys are user-chosen (tier names, tier resources) rather than settings.
 function isOpenMap(path: string): boolean {
@@ -317,6 +337,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): ControllerConfig {
 }
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** gRPC target as flytectl and flytekit take it: host or host:port, optionally with flytectl's `dns:///`. */
+const GRPC_HOST_PORT = /^(dns:\/\/\/)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$/;
 const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
 
 export function validateConfig(cfg: ControllerConfig): void {
@@ -361,6 +384,18 @@ export function validateConfig(cfg: ControllerConfig): void {
     const used = [...tpl.matchAll(PLACEHOLDER)].map((m) => m[1] as string);
     need(used.length > 0, setting, 'must contain a placeholder so names differ per workspace');
     for (const u of used) need(allowed.includes(u), setting, `unknown placeholder {{ ${u} }}`);
+  }
+  need(
+    DNS1123_SUBDOMAIN.test(cfg.names.contextConfigMap) && cfg.names.contextConfigMap.length <= 253,
+    'names.contextConfigMap',
+    'must be a ConfigMap name (DNS-1123 subdomain)',
+  );
+  if (cfg.flyte.userEndpoint !== undefined) {
+    need(
+      GRPC_HOST_PORT.test(cfg.flyte.userEndpoint),
+      'flyte.userEndpoint',
+      'must be host or host:port (FlyteAdmin gRPC, no http:// scheme), e.g. flyte.example.com:443',
+    );
   }
   if (cfg.names.namespacePerDomain) {
     need(/\{\{\s*domain\s*\}\}/.test(cfg.names.domainNamespace), 'names.domainNamespace', 'must contain {{ domain }}');

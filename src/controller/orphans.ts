@@ -1,5 +1,7 @@
 // Periodic orphan sweep: workspaces whose ConfigMap vanished without our finalizer running (removed by
-// force while no controller was up) are torn down. Conservative by design: the ConfigMap's absence is
+// force while no controller was up) are torn down. Kubernetes objects are found through the managed
+// object index; IAM roles and Flyte projects are found in those systems themselves (by tag / label),
+// so they are swept even when nothing of the workspace is left in Kubernetes (sweepExternalOrphans). Conservative by design: the ConfigMap's absence is
 // confirmed by a live read, and only workspaces that came from a currently allowed source namespace count.
 import type { Logger } from 'pino';
 import type { KubeApi } from '../adapters/kubernetes.js';
@@ -75,7 +77,7 @@ export class OrphanSweeper {
           'managed objects without a known source left alone',
         );
       }
-      await this.o.clients.sweepExternalOrphans?.(live);
+      await this.o.clients.sweepExternalOrphans?.(live, (id) => this.o.claims.claimants(id).length > 0);
       return report;
     } finally {
       this.running = false;

@@ -6,6 +6,7 @@ import { type IamApi, SdkIamApi } from '../adapters/iam.js';
 import type { KubeApi } from '../adapters/kubernetes.js';
 import type { ControllerConfig } from '../config/config.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { sweepFlyteOrphans } from '../reconcile/flyte-orphans.js';
 import { sweepIamOrphans } from '../reconcile/iam-orphans.js';
 import { FlyteStep } from '../reconcile/steps/flyte.js';
 import { IamStep, iamDriftCheckIntervalMs } from '../reconcile/steps/iam.js';
@@ -15,8 +16,11 @@ import type { WorkspaceStep } from '../reconcile/types.js';
 export interface ExternalClients {
   iam?: IamApi;
   flyte?: FlyteAdminApi;
-  /** Removes IAM roles of workspaces that no longer exist (when enabled in config). */
-  sweepExternalOrphans?: (liveWorkspaceIds: Set<string>) => Promise<void>;
+  /**
+   * Removes IAM roles and archives Flyte projects of workspaces that no longer exist (when enabled in
+   * config). `isLive` answers for the current moment, asked again just before each action.
+   */
+  sweepExternalOrphans?: (liveWorkspaceIds: Set<string>, isLive?: (workspaceId: string) => boolean) => Promise<void>;
 }
 
 /** Clients for the systems enabled in config (unless given); each gets its own call counters. */
@@ -76,21 +80,51 @@ export function buildSteps(cfg: ControllerConfig, d: StepDeps): WorkspaceStep[] 
   return steps;
 }
 
-/** The sweep hook for IAM roles, when configured. */
+/** The sweep hook for IAM roles and Flyte projects, each when configured. */
 export function externalOrphanSweep(
   cfg: ControllerConfig,
   clients: ExternalClients,
   log: Logger,
   metrics: Metrics,
 ): ExternalClients['sweepExternalOrphans'] {
-  const iam = clients.iam;
-  if (!cfg.aws.enabled || !cfg.aws.orphanSweep.enabled || !iam) return undefined;
-  return async (live) => {
-    const dryRun = cfg.aws.orphanSweep.dryRun;
-    const orphans = await sweepIamOrphans({ api: iam, cfg, liveWorkspaceIds: live, dryRun, log });
-    for (const o of orphans) {
-      if (o.action !== 'failed') metrics.orphansRemoved.inc({ system: 'iam', dry_run: String(dryRun) });
+  const iam = cfg.aws.enabled && cfg.aws.orphanSweep.enabled ? clients.iam : undefined;
+  const flyte = cfg.flyte.enabled && cfg.flyte.orphanSweep.enabled ? clients.flyte : undefined;
+  if (!iam && !flyte) return undefined;
+  return async (live, isLive) => {
+    // Each system on its own: IAM being unreachable must not keep Flyte projects from being swept.
+    const failures: unknown[] = [];
+    if (iam) {
+      const dryRun = cfg.aws.orphanSweep.dryRun;
+      try {
+        const orphans = await sweepIamOrphans({ api: iam, cfg, liveWorkspaceIds: live, dryRun, log });
+        for (const o of orphans) {
+          if (o.action !== 'failed') metrics.orphansRemoved.inc({ system: 'iam', dry_run: String(dryRun) });
+        }
+        if (orphans.length > 0) log.info({ orphans: orphans.slice(0, 20), dryRun }, 'IAM orphan sweep');
+      } catch (err) {
+        failures.push(err);
+      }
     }
-    if (orphans.length > 0) log.info({ orphans: orphans.slice(0, 20), dryRun }, 'IAM orphan sweep');
+    if (flyte) {
+      try {
+        const dryRun = cfg.flyte.orphanSweep.dryRun;
+        const orphans = await sweepFlyteOrphans({
+          // One sweep may not hold FlyteAdmin's call slots for longer than this.
+          api: flyte.withBudget(5 * 60_000),
+          cfg,
+          liveWorkspaceIds: live,
+          ...(isLive ? { isLive } : {}),
+          dryRun,
+          log,
+        });
+        for (const o of orphans) {
+          if (o.action !== 'failed') metrics.orphansRemoved.inc({ system: 'flyte', dry_run: String(dryRun) });
+        }
+        if (orphans.length > 0) log.info({ orphans: orphans.slice(0, 20), dryRun }, 'Flyte orphan sweep');
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    if (failures.length > 0) throw failures[0];
   };
 }

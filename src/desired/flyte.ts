@@ -10,8 +10,8 @@ import {
   MatchingAttributesSchema,
 } from '../gen/flyteidl/admin/matchable_resource_pb.js';
 import { type Project, Project_ProjectState } from '../gen/flyteidl/admin/project_pb.js';
+import type { WorkspaceNames } from '../spec/names.js';
 import { stableStringify, type WorkspaceSpec } from '../spec/workspace.js';
-import type { WorkspaceNames } from './names.js';
 
 /** FlyteAdmin limits (flyteadmin/pkg/manager/impl/validation): Go `len`, i.e. UTF-8 bytes. */
 export const FLYTE_LIMITS = {

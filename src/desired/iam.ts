@@ -3,11 +3,11 @@
 // ServiceAccount(s) only, with one inline policy scoped to the workspace's data bucket. Pure: no I/O.
 import { createHash } from 'node:crypto';
 import type { ControllerConfig, TrustStrategyName } from '../config/config.js';
+import type { WorkspaceNames } from '../spec/names.js';
 import type { WorkspaceSpec } from '../spec/workspace.js';
 import { stableStringify } from '../spec/workspace.js';
 import { roleArnFor } from './iam-arn.js';
 import { canonicalPolicy, type PolicyDocument } from './iam-policy.js';
-import type { WorkspaceNames } from './names.js';
 
 /** Tag keys on every role we create. The first two together are the ownership proof. */
 export const IAM_TAG_MANAGED_BY = 'managed-by';

@@ -1,9 +1,10 @@
 // Desired Kubernetes objects for one workspace. Pure: same spec + config → same objects, no I/O.
 import { createHash } from 'node:crypto';
-import type { KubeObject } from '../adapters/kubernetes.js';
 import { type ControllerConfig, MANAGED_BY_LABEL, SOURCE_ANNOTATION, WORKSPACE_ID_LABEL } from '../config/config.js';
+import type { KubeObject } from '../kinds/kubernetes.js';
+import type { WorkspaceNames } from '../spec/names.js';
 import type { WorkspaceSpec, WorkspaceUser } from '../spec/workspace.js';
-import type { WorkspaceNames } from './names.js';
+import { workspaceContext, workspaceContextData } from './context.js';
 
 export const DOMAIN_LABEL = 'workspaces.flyte.org/domain';
 export const ROLE_LABEL = 'workspaces.flyte.org/role';
@@ -70,12 +71,37 @@ export function desiredKubernetesObjects(input: DesiredKubernetesInput): KubeObj
       kind: 'ServiceAccount',
       metadata: { name: names.serviceAccount, namespace: ns, labels, annotations: saAnnotations },
     });
+    // Before the bindings: users get access to a namespace that already holds their context.
+    objects.push(contextConfigMap(cfg, spec, ns, domains, labels));
     for (const user of spec.users) {
       if (!userBoundInNamespace(cfg, user, domains)) continue;
       objects.push(roleBinding(cfg, user, ns, labels));
     }
   }
   return objects;
+}
+
+/**
+ * The users' Flyte client configuration. Its default domain is the namespace's own domain with one
+ * namespace per domain, else the first of the workspace's domains (Flyte's order: development first).
+ */
+function contextConfigMap(
+  cfg: ControllerConfig,
+  spec: WorkspaceSpec,
+  ns: string,
+  domains: string[],
+  labels: Record<string, string>,
+): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: cfg.names.contextConfigMap,
+      namespace: ns,
+      labels: { ...labels, 'app.kubernetes.io/component': 'workspace-context' },
+    },
+    data: workspaceContextData(workspaceContext(cfg, spec, domains[0] as string)),
+  };
 }
 
 /** Contributors are bound only where a domain of the namespace allows them (per-domain mode); owners everywhere. */

@@ -199,6 +199,11 @@ export class Metrics {
     this.workqueueDepth.set({ name: controller, controller }, 0);
     this.workqueueAdds.inc({ name: controller, controller }, 0);
     this.workqueueRetries.inc({ name: controller, controller }, 0);
+    // At 0 from the start, so that rate() and increase() (and the alerts on them) see the first failure.
+    for (const step of ['kubernetes', 'iam', 'flyte']) {
+      for (const cls of ['retryable', 'terminal', 'conflict']) this.stepFailures.inc({ step, class: cls }, 0);
+    }
+    this.stepFailures.inc({ step: 'spec', class: 'invalid' }, 0);
   }
 
   async render(): Promise<string> {

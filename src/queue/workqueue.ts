@@ -18,6 +18,7 @@
 // to the per-key part so keys that failed together do not retry together.
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
+import { type Clock, systemClock, type Timer } from '../kinds/clock.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 /** controller-runtime's values: handler events at 0, the initial list and resyncs at LowPriority (-100). */
@@ -56,6 +57,8 @@ export interface WorkQueueOptions {
   process: (key: string) => Promise<Result>;
   /** How often unfinished-work/longest-running gauges are refreshed (client-go: 500 ms). Default 500. */
   metricsIntervalMs?: number;
+  /** Time and timers (delays, backoff, token bucket, drain deadline, gauges). Default: the system clock. */
+  clock?: Clock;
 }
 
 export interface ShutDownOptions {
@@ -63,34 +66,37 @@ export interface ShutDownOptions {
   drainTimeoutMs?: number;
 }
 
-interface Timer {
+interface DelayedAdd {
   at: number;
-  handle: NodeJS.Timeout;
+  timer: Timer;
 }
 
 export class WorkQueue {
   private readonly pq: PQueue;
   /** Keys that need a (re)run → the highest priority they were added with. */
   private readonly dirty = new Map<string, number>();
-  private readonly processing = new Map<string, number>(); // key → start time (performance.now())
+  private readonly processing = new Map<string, number>(); // key → start time (clock.now())
   private readonly queued = new Set<string>();
   private readonly addedAt = new Map<string, number>();
-  private readonly timers = new Map<string, Timer>();
+  private readonly timers = new Map<string, DelayedAdd>();
   private readonly failures = new Map<string, number>();
   private readonly jitter: number;
   private readonly qps: number;
   private readonly burst: number;
   private tokens: number;
-  private tokensAt = performance.now();
+  private tokensAt: number;
   private shuttingDown = false;
   private paused = false;
-  private readonly metricsTimer: NodeJS.Timeout | undefined;
+  private metricsTimer: Timer | undefined;
+  private readonly clock: Clock;
   private readonly labels: { name: string; controller: string } | undefined;
   private readonly idleWaiters = new Set<() => void>();
 
   constructor(private readonly opts: WorkQueueOptions) {
     if (!(opts.concurrency >= 1)) throw new Error(`WorkQueue ${opts.name}: concurrency must be ≥ 1`);
     this.pq = new PQueue({ concurrency: opts.concurrency });
+    this.clock = opts.clock ?? systemClock;
+    this.tokensAt = this.clock.now();
     this.jitter = opts.jitter ?? 0.1;
     this.qps = opts.qps ?? 10;
     this.burst = opts.burst ?? 100;
@@ -104,7 +110,13 @@ export class WorkQueue {
       m.workqueueUnfinishedWork.set(this.labels, 0);
       m.workqueueLongestRunning.set(this.labels, 0);
       m.activeWorkers.set({ controller: m.controller }, 0);
-      this.metricsTimer = setInterval(() => this.updateUnfinishedWork(), opts.metricsIntervalMs ?? 500);
+      const every = opts.metricsIntervalMs ?? 500;
+      const tick = () => {
+        this.updateUnfinishedWork();
+        this.metricsTimer = this.clock.setTimer(tick, every);
+        this.metricsTimer.unref();
+      };
+      this.metricsTimer = this.clock.setTimer(tick, every);
       this.metricsTimer.unref();
     }
   }
@@ -123,7 +135,7 @@ export class WorkQueue {
       return;
     }
     this.dirty.set(key, priority);
-    this.addedAt.set(key, performance.now());
+    this.addedAt.set(key, this.clock.now());
     if (this.labels) this.opts.metrics?.workqueueAdds.inc(this.labels);
     if (this.processing.has(key)) return; // re-run by finish()
     this.enqueue(key, priority);
@@ -136,18 +148,18 @@ export class WorkQueue {
       this.add(key);
       return;
     }
-    const at = performance.now() + ms;
+    const at = this.clock.now() + ms;
     const existing = this.timers.get(key);
     if (existing) {
       if (existing.at <= at) return;
-      clearTimeout(existing.handle);
+      existing.timer.cancel();
     }
-    const handle = setTimeout(() => {
+    const timer = this.clock.setTimer(() => {
       this.timers.delete(key);
       this.add(key);
     }, ms);
-    handle.unref();
-    this.timers.set(key, { at, handle });
+    timer.unref();
+    this.timers.set(key, { at, timer });
   }
 
   /**
@@ -172,7 +184,7 @@ export class WorkQueue {
   /** Token bucket with reservations (golang.org/x/time/rate semantics): tokens may go negative. */
   private bucketDelay(): number {
     if (this.qps <= 0) return 0;
-    const now = performance.now();
+    const now = this.clock.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.tokensAt) / 1000) * this.qps);
     this.tokensAt = now;
     this.tokens -= 1;
@@ -210,7 +222,7 @@ export class WorkQueue {
    */
   idle(withinMs = 1000): boolean {
     if (this.queued.size > 0 || this.processing.size > 0 || this.dirty.size > 0) return false;
-    const horizon = performance.now() + withinMs;
+    const horizon = this.clock.now() + withinMs;
     for (const t of this.timers.values()) if (t.at <= horizon) return false;
     return true;
   }
@@ -245,7 +257,7 @@ export class WorkQueue {
   async shutDown(opts: ShutDownOptions = {}): Promise<string[]> {
     if (this.shuttingDown) return [];
     this.shuttingDown = true;
-    for (const t of this.timers.values()) clearTimeout(t.handle);
+    for (const t of this.timers.values()) t.timer.cancel();
     this.timers.clear();
     const abandoned = new Set<string>(this.queued);
     this.pq.clear();
@@ -253,19 +265,19 @@ export class WorkQueue {
     this.setDepth();
     const drainMs = opts.drainTimeoutMs ?? 0;
     if (this.processing.size > 0 && drainMs > 0) {
-      let timer: NodeJS.Timeout | undefined;
+      let timer: Timer | undefined;
       await Promise.race([
         new Promise<void>((resolve) => this.idleWaiters.add(resolve)),
         new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, drainMs);
+          timer = this.clock.setTimer(resolve, drainMs);
         }),
       ]);
-      clearTimeout(timer);
+      timer?.cancel();
     }
     for (const k of this.processing.keys()) abandoned.add(k);
     for (const k of this.dirty.keys()) abandoned.add(k);
     this.dirty.clear();
-    if (this.metricsTimer) clearInterval(this.metricsTimer);
+    this.metricsTimer?.cancel();
     this.updateUnfinishedWork();
     return [...abandoned];
   }
@@ -283,7 +295,7 @@ export class WorkQueue {
   private async run(key: string): Promise<void> {
     this.queued.delete(key);
     this.dirty.delete(key);
-    const start = performance.now();
+    const start = this.clock.now();
     this.processing.set(key, start);
     this.setDepth();
     const m = this.opts.metrics;
@@ -313,7 +325,7 @@ export class WorkQueue {
     this.processing.delete(key);
     const m = this.opts.metrics;
     if (m && this.labels) {
-      m.workqueueWorkDuration.observe(this.labels, (performance.now() - start) / 1000);
+      m.workqueueWorkDuration.observe(this.labels, (this.clock.now() - start) / 1000);
       m.activeWorkers.set({ controller: m.controller }, this.processing.size);
       // The timer refreshes these while work runs; refresh now too, so an idle queue never reports
       // the last item's age for up to one timer period.
@@ -338,7 +350,7 @@ export class WorkQueue {
   updateUnfinishedWork(): void {
     const m = this.opts.metrics;
     if (!m || !this.labels) return;
-    const now = performance.now();
+    const now = this.clock.now();
     let total = 0;
     let longest = 0;
     for (const start of this.processing.values()) {

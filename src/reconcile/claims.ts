@@ -3,6 +3,8 @@
 
 import type { KubeObject } from '../adapters/kubernetes.js';
 import { STATUS_ANNOTATION } from '../config/config.js';
+import { parseStrictJson } from '../spec/json.js';
+import { type WorkspaceDocument, workspaceDocument } from '../spec/workspace.js';
 import { parseStatus } from './status.js';
 
 export interface SourceLookup {
@@ -10,7 +12,7 @@ export interface SourceLookup {
 }
 
 /** The workspace id of a document that validates, undefined for a missing or invalid one. */
-export type ValidWorkspaceId = (raw: string | undefined) => string | undefined;
+export type ValidWorkspaceId = (raw: WorkspaceDocument) => string | undefined;
 
 export class ClaimIndex {
   private readonly byWorkspace = new Map<string, Set<string>>();
@@ -90,22 +92,19 @@ export class ClaimIndex {
  * (callers that have no configuration), a cheap extraction of any well-formed id.
  */
 export function claimedWorkspaceId(obj: KubeObject, dataKey: string, validId?: ValidWorkspaceId): string | undefined {
-  const raw = (obj.data as Record<string, string> | undefined)?.[dataKey];
+  const raw = workspaceDocument(obj, dataKey);
   if (validId) {
     const status = parseStatus(obj.metadata.annotations?.[STATUS_ANNOTATION]);
     // An owner's workspace id cannot change (the reconciler refuses a new one), so its claim stays put.
     if (status?.owner && status.workspaceId) return status.workspaceId;
     return validId(raw) ?? status?.workspaceId;
   }
-  if (raw !== undefined && raw.length < 2 * 1024 * 1024) {
-    try {
-      const doc = JSON.parse(raw) as { workspace_id?: unknown };
-      if (typeof doc?.workspace_id === 'string' && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(doc.workspace_id)) {
-        return doc.workspace_id;
-      }
-    } catch {
-      // Broken document: fall back to what the last good version claimed.
-    }
+  // Strict even here: a document with two workspace_id keys claims neither. A broken document falls back
+  // to what the last good version claimed.
+  if (typeof raw === 'string' && raw.length < 2 * 1024 * 1024) {
+    const parsed = parseStrictJson(raw, { maxDepth: 32 });
+    const id = parsed.ok ? (parsed.value as { workspace_id?: unknown } | null)?.workspace_id : undefined;
+    if (typeof id === 'string' && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(id)) return id;
   }
   return parseStatus(obj.metadata.annotations?.[STATUS_ANNOTATION])?.workspaceId;
 }

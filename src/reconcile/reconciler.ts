@@ -3,10 +3,16 @@
 import type { Logger } from 'pino';
 import type { KubeApi, KubeObject } from '../adapters/kubernetes.js';
 import { type ControllerConfig, FINALIZER, RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '../config/config.js';
-import { workspaceNames } from '../desired/names.js';
 import { reconcileLogger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { formatFieldErrors, type ParseResult, parseWorkspace, type WorkspaceSpec } from '../spec/workspace.js';
+import { workspaceNames } from '../spec/names.js';
+import {
+  formatFieldErrors,
+  type ParseResult,
+  parseWorkspace,
+  type WorkspaceSpec,
+  workspaceDocument,
+} from '../spec/workspace.js';
 import type { ClaimIndex, SourceLookup } from './claims.js';
 import type { EventSink } from './events.js';
 import type { LaneAnswer, SystemLane } from './lanes.js';
@@ -199,10 +205,7 @@ export class WorkspaceReconciler {
     const requested = cm.metadata.annotations?.[RECONCILE_REQUEST_ANNOTATION];
     const force = requested !== undefined && requested !== prev?.lastHandledReconcileAt;
     const now = new Date().toISOString();
-    let parsed: ParseResult = parseWorkspace(
-      (cm.data as Record<string, string> | undefined)?.[this.d.cfg.configMapKey],
-      this.d.cfg,
-    );
+    let parsed: ParseResult = parseWorkspace(workspaceDocument(cm, this.d.cfg.configMapKey), this.d.cfg);
     if (parsed.ok && prev?.owner && prev.workspaceId && parsed.spec.workspaceId !== prev.workspaceId) {
       // A provisioned workspace keeps its id: a new id would leave the old workspace provisioned with nobody
       // managing it (and free for another ConfigMap to claim). Moving is delete + create, on purpose.

@@ -1,7 +1,7 @@
 // The status the controller writes back on the workspace ConfigMap (annotation workspaces.flyte.org/status):
 // compact JSON a person running `kubectl get cm -o yaml` can read. Pure functions only.
+import type { StepName, StepOutcome, StepState } from '../kinds/step.js';
 import type { FieldError } from '../spec/workspace.js';
-import type { StepName, StepOutcome, StepState } from './types.js';
 
 export type Phase = 'Provisioning' | 'Ready' | 'Failed' | 'Invalid' | 'Conflict' | 'Deleting' | 'Disabled';
 

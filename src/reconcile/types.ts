@@ -1,12 +1,12 @@
 // The contract between the reconciler and each external system's step (Kubernetes, IAM, FlyteAdmin).
 import type { Logger } from 'pino';
 import type { ControllerConfig } from '../config/config.js';
-import type { WorkspaceNames } from '../desired/names.js';
+import { StepError, type StepName, type StepOutcome, type SystemName } from '../kinds/step.js';
+import type { WorkspaceNames } from '../spec/names.js';
 import type { WorkspaceSpec } from '../spec/workspace.js';
 import type { WorkspaceStatus } from './status.js';
 
-export type StepName = 'kubernetes' | 'iam' | 'flyte';
-export type SystemName = StepName;
+export { StepError, type StepName, type StepOutcome, type StepState, type SystemName } from '../kinds/step.js';
 
 /** One change a step made (or, in dry-run, would make). The `plan` command prints these. */
 export interface PlannedChange {
@@ -71,41 +71,12 @@ export interface StepOutputs {
   serviceAccountRoleArn?: string;
 }
 
-/** Progressing: running in the system's lane; Waiting: queued there for a free slot (see lanes.ts). */
-export type StepState = 'Ready' | 'Failed' | 'Conflict' | 'Skipped' | 'Deleted' | 'Progressing' | 'Waiting';
-
-export interface StepOutcome {
-  state: StepState;
-  /** CamelCase reason, as in Kubernetes conditions (e.g. Applied, UpToDate, RoleNotOwned, FlyteUnavailable). */
-  reason: string;
-  message: string;
-  /** Write calls made by this step in this reconcile. */
-  writes: number;
-  /** Small string facts for status (names, ARNs, URLs); never secrets. */
-  details?: Record<string, string>;
-  /** For Failed: whether retrying can help. Terminal failures wait for a spec change or a rerun. */
-  retryable?: boolean;
-}
-
 export interface WorkspaceStep {
   readonly name: StepName;
   /** Make the system match the spec. Must be idempotent and write only on difference. */
   ensure(ctx: StepContext): Promise<StepOutcome>;
   /** Remove everything this step created for the workspace. Missing things are success. */
   teardown(ctx: StepBaseContext): Promise<StepOutcome>;
-}
-
-/** A failure with a machine-readable reason; `retryable: false` means back off until the input changes. */
-export class StepError extends Error {
-  constructor(
-    readonly reason: string,
-    message: string,
-    readonly retryable: boolean,
-    readonly code?: string,
-  ) {
-    super(message);
-    this.name = 'StepError';
-  }
 }
 
 export function errorOutcome(err: unknown): StepOutcome {

@@ -1,8 +1,10 @@
 // Parses and validates workspace.json into a typed spec. Pure: no I/O. Every error names the exact field,
 // so the platform team can fix the document from the Warning Event alone.
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { ControllerConfig } from '../config/config.js';
-import { maxWorkspaceIdLength, workspaceNames } from '../desired/names.js';
+import { childPath, parseStrictJson, quote } from './json.js';
+import { maxWorkspaceIdLength, workspaceNames } from './names.js';
 
 export type WorkspaceRole = 'owner' | 'contributor';
 
@@ -41,6 +43,22 @@ const SERVICE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: detecting control characters is the point
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+/** Keys the schema reads (at any level): a key that only becomes one of these after normalisation is refused. */
+const SCHEMA_KEYS = new Set([
+  'workspace_id',
+  'workspace_name',
+  'owner_email',
+  'users',
+  'user_id',
+  'email',
+  'role',
+  'data_bucket',
+  'services',
+  'service_type',
+  'config',
+  'tier',
+]);
+const MAX_DEPTH = 32;
 const KNOWN_ROLES: readonly WorkspaceRole[] = ['owner', 'contributor'];
 
 /** Names of namespaces no workspace may ever map onto, whatever the templates say. */
@@ -58,30 +76,102 @@ export function reservedNamespaces(cfg: ControllerConfig): Set<string> {
   ]);
 }
 
-/** Parses the raw `workspace.json` text (undefined when the key is missing). */
-export function parseWorkspace(raw: string | undefined, cfg: ControllerConfig): ParseResult {
+/**
+ * The workspace document of a ConfigMap: the `data` text, or the raw bytes when it is under `binaryData`
+ * (where `kubectl create configmap --from-file` puts a file that is not valid UTF-8), undefined if neither.
+ */
+export function workspaceDocument(cm: { readonly [field: string]: unknown }, key: string): WorkspaceDocument {
+  const text = (cm.data as Record<string, string> | undefined)?.[key];
+  if (text !== undefined) return text;
+  const base64 = (cm.binaryData as Record<string, string> | undefined)?.[key];
+  return base64 === undefined ? undefined : Buffer.from(base64, 'base64');
+}
+
+/** `workspace.json` as text (ConfigMap `data`), as bytes (`binaryData`, files), or undefined when missing. */
+export type WorkspaceDocument = string | Uint8Array | undefined;
+
+/**
+ * Parses `workspace.json` (undefined when the key is missing) strictly: a document any other JSON reader could
+ * read differently (see json.ts) is refused with the path at fault. Where invalid UTF-8 can reach us:
+ * ConfigMap `data` is text the API server has already decoded: a server-side apply body (YAML) with invalid
+ * UTF-8 or a lone surrogate is refused with a 400, a JSON body's are stored as U+FFFD (refused by the
+ * reader). Bytes arrive intact only from `binaryData` and from files (the CLI), and are checked here,
+ * naming the offset of the first bad byte.
+ */
+export function parseWorkspace(raw: WorkspaceDocument, cfg: ControllerConfig): ParseResult {
   const key = cfg.configMapKey;
   if (raw === undefined) return fail(key, 'missing key in ConfigMap data');
-  const bytes = Buffer.byteLength(raw, 'utf8');
+  const bytes = typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw.byteLength;
   if (bytes > cfg.limits.maxDocumentBytes) {
     return fail(key, `document is ${bytes} bytes, more than the limit of ${cfg.limits.maxDocumentBytes}`);
   }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(raw);
-  } catch (err) {
-    return fail(key, `invalid JSON: ${(err as Error).message}`);
+  let text: string;
+  if (typeof raw === 'string') text = raw;
+  else {
+    if (!isUtf8(raw)) return fail(key, `is not valid UTF-8: invalid byte sequence at byte ${firstInvalidUtf8(raw)}`);
+    text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
   }
-  return validateWorkspace(doc, cfg);
+  const parsed = parseStrictJson(text, { maxDepth: MAX_DEPTH, checkKey });
+  if (!parsed.ok) {
+    return parsed.path === undefined
+      ? fail(key, `invalid JSON: ${parsed.message}`)
+      : fail(parsed.path || '(root)', parsed.message);
+  }
+  // The reader already refused forbidden keys and deep nesting.
+  return validateFields(parsed.value, cfg, false);
 }
 
+function checkKey(key: string, normalized: string): string | undefined {
+  if (FORBIDDEN_KEYS.has(normalized)) return 'forbidden key (prototype pollution attempt)';
+  if (normalized !== key && SCHEMA_KEYS.has(normalized)) {
+    return `key ${quote(key)} reads as "${normalized}" after Unicode normalisation (NFKC); write "${normalized}"`;
+  }
+  return undefined;
+}
+
+/** Index of the first byte that does not start or continue a valid UTF-8 sequence (RFC 3629). */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i] as number;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let min = 0x80;
+    let max = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      if (c === 0xe0) min = 0xa0; // overlong
+      if (c === 0xed) max = 0x9f; // surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      if (c === 0xf0) min = 0x90; // overlong
+      if (c === 0xf4) max = 0x8f; // above U+10FFFF
+    } else return i;
+    for (let k = 1; k <= need; k++) {
+      const d = b[i + k];
+      if (d === undefined || d < (k === 1 ? min : 0x80) || d > (k === 1 ? max : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return -1;
+}
+
+/** Validates an already parsed document (a JavaScript value, not text). */
 export function validateWorkspace(doc: unknown, cfg: ControllerConfig): ParseResult {
+  return validateFields(doc, cfg, true);
+}
+
+function validateFields(doc: unknown, cfg: ControllerConfig, checkKeys: boolean): ParseResult {
   const errors: FieldError[] = [];
   const err = (field: string, message: string) => errors.push({ field, message });
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     return fail('(root)', `must be a JSON object, got ${describe(doc)}`);
   }
-  findForbiddenKeys(doc, '', err);
+  if (checkKeys) findForbiddenKeys(doc, '', err);
   const o = doc as Record<string, unknown>;
 
   const workspaceId = requireString(o, 'workspace_id', err);
@@ -196,6 +286,8 @@ function validateUsers(v: unknown, cfg: ControllerConfig, err: (f: string, m: st
     return [];
   }
   const users: WorkspaceUser[] = [];
+  // Compared as they are (emails case-insensitively): both patterns admit ASCII only, so two spellings
+  // cannot differ by Unicode normalisation or case folding beyond ASCII.
   const seenIds = new Map<string, number>();
   const seenEmails = new Map<string, number>();
   let badEntries = 0;
@@ -314,7 +406,10 @@ function validateServices(
       err(p, `must be a string or an object with service_type, got ${describe(s)}`);
       return;
     }
-    const name = (type as string).trim().toLowerCase();
+    // Trimmed and lower-cased as ASCII only: Unicode case folding turns e.g. the Kelvin sign into "k", so a
+    // name other readers take literally would match a service here.
+    const trimmed = (type as string).replace(/^[ \t]+|[ \t]+$/g, '');
+    const name = /^[\x21-\x7e]*$/.test(trimmed) ? trimmed.toLowerCase() : '';
     if (!SERVICE.test(name)) {
       err(typeof s === 'string' ? p : `${p}.service_type`, `"${clip(String(type))}" is not a service name`);
       return;
@@ -357,15 +452,15 @@ function validateText(field: string, v: string, max: number, err: (f: string, m:
 }
 
 function findForbiddenKeys(v: unknown, path: string, err: (f: string, m: string) => void, depth = 0): void {
-  if (depth > 32) {
-    err(path || '(root)', 'is nested more than 32 levels deep');
+  if (depth > MAX_DEPTH) {
+    err(path || '(root)', `is nested more than ${MAX_DEPTH} levels deep`);
     return;
   }
   if (Array.isArray(v)) {
     for (const [i, x] of v.entries()) findForbiddenKeys(x, `${path}[${i}]`, err, depth + 1);
   } else if (v && typeof v === 'object') {
     for (const k of Object.keys(v)) {
-      const p = path ? `${path}.${k}` : k;
+      const p = childPath(path, k);
       if (FORBIDDEN_KEYS.has(k)) err(p, 'forbidden key (prototype pollution attempt)');
       else findForbiddenKeys((v as Record<string, unknown>)[k], p, err, depth + 1);
     }

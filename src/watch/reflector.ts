@@ -1,5 +1,5 @@
 // A small list-watch reflector in the style of client-go's tools/cache/reflector.go, instead of client-node's
-// makeInformer (which stops for good on any non-410 error and can stall silently, see shared notes §1.3–1.4).
+// makeInformer (which stops for good on any non-410 error and can stall silently, see docs/external-systems.md).
 //
 //   LIST (paginated) → replace the store, emitting ADDED/MODIFIED/DELETED against the previous store, so a
 //   relist after a gap synthesises the DELETEs that were missed → WATCH from the list resourceVersion with
@@ -107,6 +107,10 @@ export interface BackoffOptions {
   /** The delay starts again from initialMs when the previous backoff was longer ago than this. */
   resetAfterMs: number;
 }
+
+/** Why a watch was opened again (the `reason` of flyte_workspace_watch_restarts_total). */
+const RESTART_REASONS = ['timeout', 'expired', 'stalled', 'error'] as const;
+type RestartReason = (typeof RESTART_REASONS)[number];
 
 /** client-go reflector defaults (tools/cache/reflector.go). */
 export const DEFAULT_BACKOFF: BackoffOptions = {
@@ -216,6 +220,8 @@ export class Reflector {
     this.path = opts.path;
     this.resource = opts.resource ?? opts.path.split('/').filter(Boolean).at(-1) ?? opts.path;
     this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    // Every reason at 0 from the start: rate() and increase() only see a restart on a series seen before it.
+    for (const reason of RESTART_REASONS) opts.metrics?.watchRestarts.inc({ resource: this.resource, reason }, 0);
     this.log = opts.log?.child({
       reflector: this.path,
       ...(opts.labelSelector ? { selector: opts.labelSelector } : {}),
@@ -571,7 +577,7 @@ export class Reflector {
     }
   }
 
-  private restarted(reason: 'timeout' | 'expired' | 'stalled' | 'error'): void {
+  private restarted(reason: RestartReason): void {
     this.opts.metrics?.watchRestarts.inc({ resource: this.resource, reason });
   }
 

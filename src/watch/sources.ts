@@ -2,8 +2,8 @@
 //   * workspace ConfigMaps: one reflector per configured source namespace (or one cluster-wide reflector when
 //     cfg.sourceNamespaces is ['*']) with cfg.configMapSelector, periodic resync, and an event filter so the
 //     controller's own status-annotation writes don't re-trigger it;
-//   * managed objects (Namespace, ResourceQuota, NetworkPolicy, ServiceAccount, RoleBinding): one cluster-wide
-//     reflector per kind with `app.kubernetes.io/managed-by=<cfg.fieldManager>`, feeding drift detection.
+//   * managed objects (Namespace, ResourceQuota, NetworkPolicy, ServiceAccount, ConfigMap, RoleBinding): one
+//     cluster-wide reflector per kind with `app.kubernetes.io/managed-by=<cfg.fieldManager>`, feeding drift detection.
 // The stores double as the controller's read cache: the reconciler reads live objects from here.
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -215,7 +215,7 @@ export async function startConfigMapSources(o: ConfigMapSourceOptions): Promise<
 // Managed objects
 
 export interface ManagedSourceOptions extends SourceBase {
-  /** Kinds to watch; default MANAGED_KINDS (Namespace, ResourceQuota, NetworkPolicy, ServiceAccount, RoleBinding). */
+  /** Kinds to watch; default MANAGED_KINDS (Namespace, ResourceQuota, NetworkPolicy, ServiceAccount, ConfigMap, RoleBinding). */
   kinds?: readonly KindName[];
   /** Every add/update/delete of a managed object (no filtering; `old` on MODIFIED). */
   onEvent: (kind: KindName, type: SourceEventType, obj: KubeObject, old?: KubeObject) => void;
@@ -235,7 +235,9 @@ export class ManagedSources {
       const r = new Reflector({
         client,
         path: collectionPath(kind),
-        resource: info.plural,
+        // The workspace ConfigMap watches already report as "configmaps": a watch of ours must not hide
+        // a silent one of theirs in the per-resource watch metrics.
+        resource: kind === 'ConfigMap' ? 'managed-configmaps' : info.plural,
         labelSelector: selector,
         stallSlackSeconds: o.cfg.reconcile.watchStallSeconds,
         transform: stripManagedFieldsAndStatus,

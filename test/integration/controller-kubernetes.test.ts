@@ -26,7 +26,7 @@ const small = {
 
 let f: Fixture;
 beforeAll(async () => {
-  f = await startFixture({ tiers: { small } });
+  f = await startFixture({ tiers: { small }, flyte: { userEndpoint: 'flyte.example.com:443', userInsecure: false } });
 });
 afterAll(async () => {
   await f?.stop();
@@ -35,6 +35,14 @@ afterAll(async () => {
 const ns = (id: string) => `flyte-${id}`;
 const rbs = async (id: string) =>
   (await f.admin.list('RoleBinding', { namespace: ns(id) })).map((o) => o.metadata.name).sort();
+const contextRef = (id: string) => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  namespace: ns(id),
+  name: 'flyte-workspace-context',
+});
+const contextData = async (id: string) =>
+  (await f.admin.get(contextRef(id)))?.data as Record<string, string> | undefined;
 const quota = async (id: string) =>
   (await f.admin.get({ apiVersion: 'v1', kind: 'ResourceQuota', namespace: ns(id), name: `${id}-quota` }))?.spec as
     | { hard: Record<string, string> }
@@ -57,7 +65,7 @@ describe('workspace lifecycle in Kubernetes', () => {
   const id = uniqueName('ws');
   const cm = `${id}-cfg`;
 
-  it('ADDED creates namespace, quota, network policy, service account, bindings and a finalizer', async () => {
+  it('ADDED creates namespace, quota, network policy, service account, context, bindings and a finalizer', async () => {
     await putWorkspace(f, cm, workspaceDoc(id));
     const status = await waitForStatus(f, cm, (s) => s.phase === 'Ready');
     expect(status.namespaces).toEqual([ns(id)]);
@@ -84,6 +92,23 @@ describe('workspace lifecycle in Kubernetes', () => {
       name: `flyte-${id}-runner`,
     });
     expect(sa).toBeDefined();
+    const context = await f.admin.get(contextRef(id));
+    expect(context?.metadata.labels).toMatchObject({
+      'app.kubernetes.io/managed-by': 'flyte-workspace-controller',
+      'app.kubernetes.io/component': 'workspace-context',
+      'workspaces.flyte.org/workspace-id': id,
+    });
+    expect(context?.data).toMatchObject({
+      FLYTE_PLATFORM_URL: 'flyte.example.com:443',
+      FLYTE_PLATFORM_INSECURE: 'false',
+      FLYTE_DEFAULT_PROJECT: id,
+      FLYTE_DEFAULT_DOMAIN: 'development',
+      WORKSPACE_ID: id,
+      WORKSPACE_DATA_BUCKET: `${id}-data`,
+    });
+    expect(((context?.data ?? {}) as Record<string, string>)['config.yaml']).toContain(
+      'endpoint: "dns:///flyte.example.com:443"',
+    );
     expect(await rbs(id)).toEqual(
       [
         roleBindingName('owner', `owner-${id}@example.com`),
@@ -173,6 +198,61 @@ describe('workspace lifecycle in Kubernetes', () => {
     expect(metrics).toMatch(/flyte_workspace_drift_repairs_total\{kind="ResourceQuota"\} [1-9]/);
   });
 
+  it('repairs the context ConfigMap: an edited value, a stale key of its own, a key someone added, a delete', async () => {
+    const want = await contextData(id);
+    expect(want?.WORKSPACE_ID).toBe(id);
+    const live = await f.admin.get(contextRef(id));
+    const meta = { name: 'flyte-workspace-context', namespace: ns(id), labels: live?.metadata.labels };
+    await settledWrites();
+    let before = new Map(f.controller.kube.stats.byOperation);
+    const delta = (op: string) => (f.controller.kube.stats.byOperation.get(op) ?? 0) - (before.get(op) ?? 0);
+    const restored = async (message: string) =>
+      waitFor(async () => (JSON.stringify(await contextData(id)) === JSON.stringify(want) ? true : undefined), {
+        timeoutMs: 15_000,
+        message,
+      });
+
+    // A user changes a value: the apply takes it back.
+    await f.admin.apply(
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta, data: { FLYTE_DEFAULT_DOMAIN: 'production' } },
+      { fieldManager: 'kubectl-edit' },
+    );
+    await restored('edited value restored');
+
+    // A key written under the controller's own field manager (as an older version would have): the apply
+    // alone drops it.
+    await settledWrites();
+    before = new Map(f.controller.kube.stats.byOperation);
+    await f.admin.apply(
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta, data: { ...want, OLD_SETTING: 'x' } },
+      { fieldManager: 'flyte-workspace-controller' },
+    );
+    await restored('stale key of its own removed');
+    await settledWrites();
+    expect(delta('apply_ConfigMap')).toBeGreaterThanOrEqual(1);
+    expect(delta('patch_ConfigMap')).toBe(0);
+
+    // A key added by another writer survives an apply: a merge patch removes it.
+    before = new Map(f.controller.kube.stats.byOperation);
+    await f.admin.apply(
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta, data: { EXTRA: 'injected' } },
+      { fieldManager: 'kubectl-edit' },
+    );
+    await restored('added key removed');
+    await settledWrites();
+    expect(delta('patch_ConfigMap')).toBe(1);
+
+    await f.admin.delete(contextRef(id));
+    await restored('deleted context recreated');
+    await f.controller.waitIdle();
+    expect(await f.metrics.render()).toMatch(/flyte_workspace_drift_repairs_total\{kind="ConfigMap"\} [3-9]/);
+
+    // Converged again: a resync writes nothing.
+    const writes = await settledWrites();
+    await f.controller.resyncAll();
+    expect(await settledWrites()).toBe(writes);
+  });
+
   it('acknowledges the rerun annotation in status', async () => {
     const doc = workspaceDoc(id, {
       tier: 'small',
@@ -206,6 +286,7 @@ describe('workspace lifecycle in Kubernetes', () => {
   it('deletion removes everything, then the finalizer', async () => {
     await deleteWorkspaceAndWait(f, cm);
     expect(await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns(id) })).toBeUndefined();
+    expect(await f.admin.get(contextRef(id))).toBeUndefined();
   });
 });
 

@@ -1,6 +1,6 @@
 // Per-domain namespaces ({{ project }}-{{ domain }}, Flyte's own mapping) end to end: contributors are
-// bound only in development and staging, owners everywhere, and the IAM trust policy names the runner
-// ServiceAccount of every namespace.
+// bound only in development and staging, owners everywhere, each namespace's context ConfigMap defaults to
+// its domain, and the IAM trust policy names the runner ServiceAccount of every namespace.
 import { GetRoleCommand, IAMClient } from '@aws-sdk/client-iam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 describe('one namespace per Flyte domain', () => {
-  it('binds contributors only where allowed and trusts every runner ServiceAccount', async () => {
+  it('binds contributors only where allowed, sets each context to its domain, trusts every runner ServiceAccount', async () => {
     const id = uniqueName('pd');
     await putWorkspace(f, `${id}-cfg`, workspaceDoc(id));
     const status = await waitForStatus(f, `${id}-cfg`, (s) => s.phase === 'Ready');
@@ -40,6 +40,21 @@ describe('one namespace per Flyte domain', () => {
       expect(roles, ns).toEqual(ns.endsWith('production') ? ['owner'] : ['contributor', 'owner']);
       const nsObj = await f.admin.get({ apiVersion: 'v1', kind: 'Namespace', name: ns });
       expect(nsObj?.metadata.labels?.['workspaces.flyte.org/domain']).toBe(ns.slice(id.length + 1));
+      // Each namespace's context defaults to its own domain.
+      const context = await f.admin.get({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        namespace: ns,
+        name: 'flyte-workspace-context',
+      });
+      expect(context?.data, ns).toMatchObject({
+        FLYTE_DEFAULT_PROJECT: id,
+        FLYTE_DEFAULT_DOMAIN: ns.slice(id.length + 1),
+        WORKSPACE_ID: id,
+      });
+      expect(((context?.data ?? {}) as Record<string, string>)['config.yaml']).toContain(
+        `domain: "${ns.slice(id.length + 1)}"`,
+      );
     }
 
     const role = (await iam.send(new GetRoleCommand({ RoleName: `FlyteWorkspace-${id}-Role` }))).Role;

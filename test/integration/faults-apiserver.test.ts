@@ -3,9 +3,9 @@
 // are retried, and every change made right after the restart, while the controller is still reconnecting
 // (backing off), converges. Flyte (double) and IAM (moto) are on, so reconciles span all three systems.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ControlPlane } from '../../harness/controlplane.js';
 import type { KubeObject } from '../../src/adapters/kubernetes.js';
 import { putWorkspace, statusOf, waitForStatus, workspaceDoc } from '../support/controller-fixture.js';
-import type { ControlPlane } from '../support/controlplane.js';
 import {
   checkGone,
   checkProvisioned,

@@ -7,6 +7,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetRoleCommand } from '@aws-sdk/client-iam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControllerProcess } from '../../harness/controller-process.js';
+import { writeKubeconfigFile } from '../../harness/controlplane.js';
 import { FINALIZER, mergeConfig, SOURCE_ANNOTATION, STATUS_ANNOTATION } from '../../src/config/config.js';
 import { Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { parseStatus } from '../../src/reconcile/status.js';
@@ -14,7 +16,6 @@ import { putWorkspace, statusOf, workspaceDoc } from '../support/controller-fixt
 import {
   checkGone,
   checkProvisioned,
-  Daemon,
   ensureDistBuilt,
   type FaultEnv,
   managedNamespaceIds,
@@ -25,7 +26,6 @@ import {
   startFaultEnv,
   tempDir,
   waitConverged,
-  writeKubeconfigFile,
 } from '../support/faults.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 
@@ -33,7 +33,7 @@ let env: FaultEnv;
 let dir: string;
 let kubeconfig: string;
 let leaseName: string;
-let current: Daemon | undefined;
+let current: ControllerProcess | undefined;
 const totals = {
   kills: 0,
   killsDuringProvisioning: 0,
@@ -88,8 +88,13 @@ function daemonConfig(over: Record<string, unknown> = {}): Record<string, unknow
   }) as unknown as Record<string, unknown>;
 }
 
-async function startDaemon(over: Record<string, unknown> = {}): Promise<Daemon> {
-  current = await Daemon.start({ name: `crash-${totals.kills}`, config: daemonConfig(over), kubeconfig, dir });
+async function startDaemon(over: Record<string, unknown> = {}): Promise<ControllerProcess> {
+  current = await ControllerProcess.start({
+    name: `crash-${totals.kills}`,
+    config: daemonConfig(over),
+    kubeconfig,
+    dir,
+  });
   return current;
 }
 

@@ -9,12 +9,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControllerProcess } from '../../harness/controller-process.js';
 import { mergeConfig, STATUS_ANNOTATION } from '../../src/config/config.js';
 import { parseStatus } from '../../src/reconcile/status.js';
 import { putWorkspace, workspaceDoc } from '../support/controller-fixture.js';
 import {
   checkProvisioned,
-  Daemon,
   ensureDistBuilt,
   type FaultEnv,
   type KubeProxy,
@@ -31,7 +31,7 @@ const NS = 'flyte-workspace-controller';
 let env: FaultEnv;
 let dir: string;
 let leaseName: string;
-const daemons: { d: Daemon; proxy: KubeProxy; name: string }[] = [];
+const daemons: { d: ControllerProcess; proxy: KubeProxy; name: string }[] = [];
 const holders: { t: number; holder: string }[] = [];
 const writeSamples: { t: number; name: string; writes: number }[] = [];
 let sampler: NodeJS.Timeout | undefined;
@@ -97,7 +97,7 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function startDaemon(name: string): Promise<{ d: Daemon; proxy: KubeProxy; name: string }> {
+async function startDaemon(name: string): Promise<{ d: ControllerProcess; proxy: KubeProxy; name: string }> {
   const proxy = await startKubeProxy(env.conn);
   const config = mergeConfig(env.cfg, {
     leaderElection: {
@@ -110,7 +110,7 @@ async function startDaemon(name: string): Promise<{ d: Daemon; proxy: KubeProxy;
     reconcile: { concurrency: 4, baseBackoffMs: 200, maxBackoffMs: 3000 },
     logLevel: 'info',
   }) as unknown as Record<string, unknown>;
-  const d = await Daemon.start({ name, config, kubeconfig: proxy.kubeconfigFile('controller', dir), dir });
+  const d = await ControllerProcess.start({ name, config, kubeconfig: proxy.kubeconfigFile('controller', dir), dir });
   const entry = { d, proxy, name };
   daemons.push(entry);
   return entry;
@@ -129,7 +129,7 @@ function tenures(identity: string): [number, number][] {
  * Every Kubernetes write a process made (other than its Lease) happened while the Lease named it. The Lease is
  * sampled every 100 ms, so a write is allowed up to one sample interval around a tenure's edges.
  */
-function writesOutsideTenure(entry: { d: Daemon; proxy: KubeProxy }): string[] {
+function writesOutsideTenure(entry: { d: ControllerProcess; proxy: KubeProxy }): string[] {
   const mine = tenures(entry.d.identity);
   const slack = 250;
   return entry.proxy

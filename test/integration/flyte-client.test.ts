@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
-import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 import { client, flyteConfig, stepContext, uniqueId, workspaceSpec } from './flyte-helpers.js';
 
 let double: FlyteAdminDouble;

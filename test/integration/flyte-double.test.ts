@@ -1,12 +1,12 @@
 // The FlyteAdmin double itself, through a plain connect client: it must reproduce FlyteAdmin's
-// documented semantics (notes/flyteadmin.md, test-double checklist), or tests of the step prove nothing.
+// semantics (docs/flyteadmin-semantics.md), or tests of the step prove nothing.
 import { type Client, Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import { InactiveProjectSchema, Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { AdminService } from '../../src/gen/flyteidl/service/admin_projects_pb.js';
-import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
 
 let double: FlyteAdminDouble;
 let admin: Client<typeof AdminService>;
@@ -222,6 +222,147 @@ describe('project-domain attributes', () => {
     );
     expect([inactive.code, inactive.rawMessage]).toEqual([Code.InvalidArgument, 'project [p] is not active']);
     expect(inactive.findDetails(InactiveProjectSchema).map((d) => d.id)).toEqual(['p']);
+  });
+});
+
+// Each case pins one behaviour measured on a real FlyteAdmin v1.16.8 (docs/flyteadmin-semantics.md).
+describe('measured on a real FlyteAdmin: rows at every level', () => {
+  const WEC = MatchableResource.WORKFLOW_EXECUTION_CONFIG;
+  const CR = MatchableResource.CLUSTER_RESOURCE;
+  const rowsOf = () =>
+    double
+      .inspect()
+      .attributes.map(
+        (r) => `${r.project}/${r.domain}/${r.workflow}/${r.launchPlan}:${MatchableResource[r.resourceType]}`,
+      )
+      .sort();
+
+  beforeEach(async () => {
+    for (const id of ['p', 'q']) {
+      await admin.registerProject({ project: { id, name: id } });
+      await admin.updateProjectDomainAttributes({
+        attributes: { project: id, domain: 'staging', matchingAttributes: wec(`${id}-sa`) },
+      });
+      await admin.updateProjectDomainAttributes({
+        attributes: { project: id, domain: 'staging', matchingAttributes: cra({ owner: id }) },
+      });
+    }
+    await admin.updateWorkflowAttributes({
+      attributes: { project: 'p', domain: 'staging', workflow: 'wf', matchingAttributes: wec('wf-sa') },
+    });
+    double.seedAttributes('p', 'staging', wec('lp-sa'), { workflow: 'wf', launchPlan: 'lp' });
+  });
+
+  it('DeleteProjectDomainAttributes is a wildcard: it also deletes the workflow and launch-plan rows', async () => {
+    await admin.deleteProjectDomainAttributes({ project: 'p', domain: 'staging', resourceType: WEC });
+    expect(rowsOf()).toEqual([
+      'p/staging//:CLUSTER_RESOURCE',
+      'q/staging//:CLUSTER_RESOURCE',
+      'q/staging//:WORKFLOW_EXECUTION_CONFIG',
+    ]);
+  });
+
+  it('DeleteProjectAttributes deletes every row of that type in the project, project-domain rows included', async () => {
+    await admin.updateProjectAttributes({ attributes: { project: 'p', matchingAttributes: wec('project-sa') } });
+    await admin.deleteProjectAttributes({ project: 'p', resourceType: WEC });
+    expect(rowsOf()).toEqual([
+      'p/staging//:CLUSTER_RESOURCE',
+      'q/staging//:CLUSTER_RESOURCE',
+      'q/staging//:WORKFLOW_EXECUTION_CONFIG',
+    ]);
+  });
+
+  it('DeleteWorkflowAttributes deletes that workflow and its launch-plan rows only', async () => {
+    await admin.deleteWorkflowAttributes({ project: 'p', domain: 'staging', workflow: 'wf', resourceType: WEC });
+    expect(rowsOf()).not.toContain('p/staging/wf/:WORKFLOW_EXECUTION_CONFIG');
+    expect(rowsOf()).not.toContain('p/staging/wf/lp:WORKFLOW_EXECUTION_CONFIG');
+    expect(rowsOf()).toContain('p/staging//:WORKFLOW_EXECUTION_CONFIG');
+  });
+
+  it('Get falls back by priority: workflow → project-domain → project; project-domain ignores deeper rows', async () => {
+    const wf = await admin.getWorkflowAttributes({
+      project: 'p',
+      domain: 'staging',
+      workflow: 'wf',
+      resourceType: WEC,
+    });
+    expect([wf.attributes?.workflow, wf.attributes?.matchingAttributes?.target.value]).toMatchObject([
+      'wf',
+      { securityContext: { runAs: { k8sServiceAccount: 'wf-sa' } } },
+    ]);
+    const other = await admin.getWorkflowAttributes({
+      project: 'p',
+      domain: 'staging',
+      workflow: 'other',
+      resourceType: WEC,
+    });
+    expect([other.attributes?.workflow, other.attributes?.domain]).toEqual(['', 'staging']);
+    const pd = await admin.getProjectDomainAttributes({ project: 'p', domain: 'staging', resourceType: WEC });
+    expect(pd.attributes?.matchingAttributes?.target.value).toMatchObject({
+      securityContext: { runAs: { k8sServiceAccount: 'p-sa' } },
+    });
+    await admin.updateProjectAttributes({ attributes: { project: 'p', matchingAttributes: cra({ level: 'p' }) } });
+    const fallback = await admin.getWorkflowAttributes({
+      project: 'p',
+      domain: 'development',
+      workflow: 'wf',
+      resourceType: CR,
+    });
+    expect([fallback.attributes?.domain, fallback.attributes?.workflow]).toEqual(['', '']);
+    const missing = await rejects(
+      admin.getWorkflowAttributes({ project: 'p', domain: 'development', workflow: 'wf', resourceType: WEC }),
+    );
+    expect([missing.code, missing.rawMessage]).toEqual([
+      Code.NotFound,
+      'Resource [{Project:p Domain:development Workflow:wf LaunchPlan: ResourceType:WORKFLOW_EXECUTION_CONFIG}] not found',
+    ]);
+  });
+
+  it('ListMatchableAttributes answers every row of a type across projects, highest priority first', async () => {
+    const res = await admin.listMatchableAttributes({ resourceType: WEC });
+    expect(res.configurations.map((c) => [c.project, c.domain, c.workflow, c.launchPlan])).toEqual([
+      ['p', 'staging', 'wf', 'lp'],
+      ['p', 'staging', 'wf', ''],
+      ['p', 'staging', '', ''],
+      ['q', 'staging', '', ''],
+    ]);
+  });
+
+  it("an empty project id is accepted: Update overwrites another project's row of that domain and level", async () => {
+    await admin.updateProjectDomainAttributes({
+      attributes: { project: '', domain: 'staging', matchingAttributes: cra({ owner: 'nobody' }) },
+    });
+    const p = double.attributesOf('p', 'staging', CR);
+    expect(p?.target.value).toMatchObject({ attributes: { owner: 'nobody' } });
+    expect(double.attributesOf('q', 'staging', CR)?.target.value).toMatchObject({ attributes: { owner: 'q' } });
+    expect(rowsOf().filter((r) => r.startsWith('/'))).toEqual([]);
+  });
+
+  it("an empty project id is accepted: Delete removes that domain's rows of the type in every project", async () => {
+    await admin.deleteProjectDomainAttributes({ project: '', domain: 'staging', resourceType: CR });
+    expect(rowsOf().filter((r) => r.endsWith(':CLUSTER_RESOURCE'))).toEqual([]);
+    expect(rowsOf().filter((r) => r.endsWith(':WORKFLOW_EXECUTION_CONFIG'))).toHaveLength(4);
+  });
+
+  it('an empty project id: Get answers NotFound, UpdateProject InvalidArgument "missing project_id"', async () => {
+    const get = await rejects(admin.getProjectDomainAttributes({ project: '', domain: 'staging', resourceType: CR }));
+    expect([get.code, get.rawMessage]).toEqual([
+      Code.NotFound,
+      'Resource [{Project: Domain:staging Workflow: LaunchPlan: ResourceType:CLUSTER_RESOURCE}] not found',
+    ]);
+    const upd = await rejects(admin.updateProject({ id: '', name: 'x' }));
+    expect([upd.code, upd.rawMessage]).toEqual([Code.InvalidArgument, 'missing project_id']);
+  });
+
+  it('ListProjects filters on labels by substring of the stored project, and sorts by created_at', async () => {
+    await admin.registerProject({ project: { id: 'a-ours', name: 'x', labels: { values: { owner: 'team-a' } } } });
+    await admin.registerProject({ project: { id: 'b-named', name: 'team-a lookalike' } });
+    await admin.registerProject({ project: { id: 'c-other', name: 'y', labels: { values: { owner: 'team-b' } } } });
+    const hits = await admin.listProjects({ filters: 'contains(labels,team-a)', limit: 10 });
+    // A substring match over the serialized project: the name matches too (so clients must check labels).
+    expect(hits.projects.map((p) => p.id)).toEqual(['a-ours', 'b-named']);
+    const newest = await admin.listProjects({ limit: 2, sortBy: { key: 'created_at', direction: 0 } });
+    expect(newest.projects.map((p) => p.id)).toEqual(['c-other', 'b-named']);
   });
 });
 

@@ -1,18 +1,29 @@
 // The Flyte step through the real gRPC client against the FlyteAdmin double.
-import { Code } from '@connectrpc/connect';
+import { type Client, Code, createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FlyteAdminDouble } from '../../harness/flyteadmin-double.js';
 import type { FlyteAdminClient } from '../../src/adapters/flyteadmin.js';
-import { MANAGED_BY_LABEL, WORKSPACE_ID_LABEL } from '../../src/config/config.js';
+import { MANAGED_BY_LABEL, mergeConfig, WORKSPACE_ID_LABEL } from '../../src/config/config.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import {
   type Project,
   Project_ProjectState,
   type ProjectListRequest,
 } from '../../src/gen/flyteidl/admin/project_pb.js';
+import { AdminService } from '../../src/gen/flyteidl/service/admin_projects_pb.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
 import { errorOutcome, StepError } from '../../src/reconcile/types.js';
-import { FlyteAdminDouble } from '../support/flyteadmin-double.js';
-import { baseContext, client, flyteConfig, stepContext, uniqueId, workspaceSpec } from './flyte-helpers.js';
+import {
+  baseContext,
+  client,
+  expectUserOverridesIntact,
+  flyteConfig,
+  setUserOverrides,
+  stepContext,
+  uniqueId,
+  workspaceSpec,
+} from './flyte-helpers.js';
 
 const DOMAINS = ['development', 'staging', 'production'];
 const ATTRIBUTE_ROWS = DOMAINS.length * 2;
@@ -20,11 +31,14 @@ const ATTRIBUTE_ROWS = DOMAINS.length * 2;
 let double: FlyteAdminDouble;
 let api: FlyteAdminClient;
 let cfg: ReturnType<typeof flyteConfig>;
+/** A plain client for what users and operators do in FlyteAdmin themselves. */
+let admin: Client<typeof AdminService>;
 
 beforeAll(async () => {
   double = await FlyteAdminDouble.start();
   cfg = flyteConfig(double);
   api = client(cfg);
+  admin = createClient(AdminService, createGrpcTransport({ baseUrl: double.url }));
 });
 
 afterAll(async () => {
@@ -166,17 +180,20 @@ describe('FlyteStep.ensure', () => {
     await step.ensure(stepContext(cfg, s));
     // Our staging row disappears; an identical project-level row exists: Get(staging) answers it (domain "").
     const staging = double.attributesOf(id, 'staging', MatchableResource.WORKFLOW_EXECUTION_CONFIG);
-    await api.deleteProjectDomainAttributes(id, 'staging', MatchableResource.WORKFLOW_EXECUTION_CONFIG);
+    // An operator's project-level delete removes our project-domain rows too (wildcard); then the
+    // project-level row comes back.
+    await admin.deleteProjectAttributes({ project: id, resourceType: MatchableResource.WORKFLOW_EXECUTION_CONFIG });
+    expect(double.attributesOf(id, 'development', MatchableResource.WORKFLOW_EXECUTION_CONFIG)).toBeUndefined();
     double.seedAttributes(id, '', { target: staging?.target as never });
     const fallback = await api.getProjectDomainAttributes(id, 'staging', MatchableResource.WORKFLOW_EXECUTION_CONFIG);
     expect(fallback?.domain).toBe('');
     double.resetCounters();
 
     const ctx = stepContext(cfg, s, { force: true });
-    expect((await step.ensure(ctx)).writes).toBe(1);
-    expect(ctx.changes).toEqual([
-      { system: 'flyte', action: 'create', target: `Flyte WORKFLOW_EXECUTION_CONFIG ${id}/staging` },
-    ]);
+    expect((await step.ensure(ctx)).writes).toBe(DOMAINS.length);
+    expect(ctx.changes).toEqual(
+      DOMAINS.map((d) => ({ system: 'flyte', action: 'create', target: `Flyte WORKFLOW_EXECUTION_CONFIG ${id}/${d}` })),
+    );
     expect(double.attributesOf(id, 'staging', MatchableResource.WORKFLOW_EXECUTION_CONFIG)).toBeDefined();
   });
 
@@ -222,26 +239,25 @@ describe('FlyteStep.ensure', () => {
 });
 
 describe('FlyteStep.teardown', () => {
-  it('deletes our attributes first, then archives; idempotent; re-adding unarchives', async () => {
+  it('only archives (attributes stay); idempotent; re-adding unarchives and finds its rows in place', async () => {
     const step = new FlyteStep(api);
     const id = uniqueId();
     const s = workspaceSpec(cfg, id);
     await step.ensure(stepContext(cfg, s));
+    const ours = double.inspect().attributes.filter((a) => a.project === id);
+    expect(ours).toHaveLength(ATTRIBUTE_ROWS);
     double.resetCounters();
 
     const td = await step.teardown(baseContext(cfg, id, { force: true }));
-    expect(td).toMatchObject({ state: 'Deleted', reason: 'Archived', writes: ATTRIBUTE_ROWS + 1 });
+    expect(td).toMatchObject({ state: 'Deleted', reason: 'Archived', writes: 1 });
     expect(td.details?.projectState).toBe('ARCHIVED');
-    const writes = double.requests().filter((c) => c.method !== 'GetProject' && !c.method.startsWith('Get'));
-    expect(writes.map((c) => c.method)).toEqual([
-      ...Array(ATTRIBUTE_ROWS).fill('DeleteProjectDomainAttributes'),
-      'UpdateProject',
-    ]);
-    const archive = writes.at(-1)?.request as Project;
+    expect(double.calls().writes).toBe(1);
+    expect(double.calls().byMethod.DeleteProjectDomainAttributes ?? 0).toBe(0);
+    const archive = double.requests('UpdateProject')[0]?.request as Project;
     expect(archive).toMatchObject({ id, state: Project_ProjectState.ARCHIVED, name: `Flyte - Workspace ${id}` });
     expect(archive.labels?.values[WORKSPACE_ID_LABEL]).toBe(id);
     expect(double.project(id)?.state).toBe(Project_ProjectState.ARCHIVED);
-    expect(double.inspect().attributes.filter((a) => a.project === id)).toEqual([]);
+    expect(double.inspect().attributes.filter((a) => a.project === id)).toEqual(ours);
 
     // Again: already archived, nothing to do.
     double.resetCounters();
@@ -252,16 +268,17 @@ describe('FlyteStep.teardown', () => {
     });
     expect(double.calls().writes).toBe(0);
 
-    // Re-add: one UpdateProject back to ACTIVE (full project), attributes recreated.
+    // Re-add: one UpdateProject back to ACTIVE (full project); the kept rows are read and still right.
     double.resetCounters();
     const ctx = stepContext(cfg, s);
     const out = await step.ensure(ctx);
-    expect(out).toMatchObject({ state: 'Ready', writes: 1 + ATTRIBUTE_ROWS });
-    expect(ctx.changes[0]).toMatchObject({ action: 'unarchive', detail: 'state' });
-    expect(double.requests('UpdateProject')).toHaveLength(1);
+    expect(out).toMatchObject({ state: 'Ready', writes: 1 });
+    expect(ctx.changes).toEqual([
+      { system: 'flyte', action: 'unarchive', target: `Flyte project ${id}`, detail: 'state' },
+    ]);
     expect(double.requests('RegisterProject')).toHaveLength(0);
     expect(double.project(id)?.state).toBe(Project_ProjectState.ACTIVE);
-    expect(double.attributesOf(id, 'production', MatchableResource.CLUSTER_RESOURCE)).toBeDefined();
+    expect(double.inspect().attributes.filter((a) => a.project === id)).toEqual(ours);
   });
 
   it('missing project is success', async () => {
@@ -271,6 +288,76 @@ describe('FlyteStep.teardown', () => {
       reason: 'ProjectNotFound',
       writes: 0,
     });
+  });
+});
+
+describe("users' own workflow- and launch-plan-level overrides", () => {
+  it('survive flyte removed and re-added, and the workspace deleted and re-created with the same id', async () => {
+    const id = uniqueId();
+    const s = workspaceSpec(cfg, id);
+    await new FlyteStep(api).ensure(stepContext(cfg, s));
+    const user = await setUserOverrides(admin, double, id);
+
+    // (a) flyte removed from services, then added again (same process, same step).
+    const step = new FlyteStep(api);
+    await step.teardown(baseContext(cfg, id));
+    await expectUserOverridesIntact(admin, double, id, user);
+    expect((await step.ensure(stepContext(cfg, s))).writes).toBe(1);
+    await expectUserOverridesIntact(admin, double, id, user);
+
+    // (b) the ConfigMap deleted (teardown), then re-created with the same id (a new step: nothing cached).
+    await step.teardown(baseContext(cfg, id));
+    const recreated = new FlyteStep(api);
+    expect((await recreated.ensure(stepContext(cfg, s))).state).toBe('Ready');
+    expect(double.project(id)?.state).toBe(Project_ProjectState.ACTIVE);
+    await expectUserOverridesIntact(admin, double, id, user);
+  });
+
+  it('survive a tier change and a drift repair of our own rows', async () => {
+    const tiered = mergeConfig(cfg, {
+      tiers: { ...cfg.tiers, large: { ...cfg.tiers.default, 'limits.cpu': '80', 'limits.memory': '160Gi' } },
+    });
+    const id = uniqueId();
+    const step = new FlyteStep(api);
+    await step.ensure(stepContext(tiered, workspaceSpec(tiered, id)));
+    const user = await setUserOverrides(admin, double, id);
+
+    // (c1) tier change: our CLUSTER_RESOURCE rows are rewritten, nothing else.
+    const large = workspaceSpec(tiered, id, { tier: 'large' });
+    const out = await step.ensure(stepContext(tiered, large));
+    expect(out.writes).toBe(DOMAINS.length);
+    const cr = double.attributesOf(id, 'staging', MatchableResource.CLUSTER_RESOURCE);
+    expect(cr?.target.case === 'clusterResourceAttributes' && cr.target.value.attributes.projectQuotaCpu).toBe('80');
+    await expectUserOverridesIntact(admin, double, id, user);
+
+    // (c2) someone edits our staging WORKFLOW_EXECUTION_CONFIG; the next full check repairs it.
+    await admin.updateProjectDomainAttributes({
+      attributes: {
+        project: id,
+        domain: 'staging',
+        matchingAttributes: { target: { case: 'workflowExecutionConfig', value: { maxParallelism: 3 } } },
+      },
+    });
+    const repaired = await step.ensure(stepContext(tiered, large, { force: true }));
+    expect(repaired.writes).toBe(1);
+    const wec = double.attributesOf(id, 'staging', MatchableResource.WORKFLOW_EXECUTION_CONFIG);
+    expect(wec?.target.case === 'workflowExecutionConfig' && wec.target.value.securityContext?.runAs).toBeTruthy();
+    await expectUserOverridesIntact(admin, double, id, user);
+  });
+
+  it("an operator's project-level delete (which takes our project-domain rows with it) is repaired at the next check", async () => {
+    const id = uniqueId();
+    const s = workspaceSpec(cfg, id);
+    const step = new FlyteStep(api);
+    await step.ensure(stepContext(cfg, s));
+    const ours = double.inspect().attributes.filter((a) => a.project === id);
+    await admin.deleteProjectAttributes({ project: id, resourceType: MatchableResource.CLUSTER_RESOURCE });
+    expect(double.inspect().attributes.filter((a) => a.project === id)).toHaveLength(ATTRIBUTE_ROWS - DOMAINS.length);
+
+    const out = await step.ensure(stepContext(cfg, s, { force: true }));
+    expect(out.writes).toBe(DOMAINS.length);
+    expect(double.inspect().attributes.filter((a) => a.project === id)).toEqual(expect.arrayContaining(ours));
+    expect(double.inspect().attributes.filter((a) => a.project === id)).toHaveLength(ATTRIBUTE_ROWS);
   });
 });
 
@@ -371,7 +458,7 @@ describe('FlyteStep against an unhealthy FlyteAdmin', () => {
       await step.teardown(baseContext(oldCfg, id, { force: true }));
       double.resetCounters();
       const again = await step.ensure(stepContext({ ...oldCfg, domains: ['development', 'production'] }, s));
-      expect(again.writes).toBe(1 + 4);
+      expect(again.writes).toBe(1); // unarchived; its attributes were kept
       expect(double.requests('RegisterProject')).toHaveLength(0);
       const list = double.requests('ListProjects')[0]?.request as ProjectListRequest;
       expect(list).toMatchObject({ filters: `eq(identifier,${id})`, limit: 1 });

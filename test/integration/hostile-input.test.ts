@@ -1,13 +1,12 @@
-// The hostile workspace.json corpus (test/data/hostile, 165 cases from scripts/gen-hostile-corpus.ts) plus a
-// ~1 MiB ConfigMap generated here, replayed through the running controller (own RBAC, FlyteAdmin double,
-// moto IAM):
+// The hostile workspace.json corpus (test/data/hostile, 211 cases from scripts/gen-hostile-corpus.ts; the ones
+// that are not valid UTF-8 go in as binaryData) plus a ~1 MiB ConfigMap and a document with a lone surrogate
+// (which the API server turns into U+FFFD) generated here, replayed through the running controller (own
+// RBAC, FlyteAdmin double, moto IAM):
 //   * each as a NEW workspace ConfigMap, all at once: no crash, status Invalid naming the expected field,
 //     a Warning InvalidSpec Event, nothing provisioned anywhere;
 //   * over EXISTING Ready workspaces, one document after another: every resource (namespace, quota, network
 //     policy, service account, bindings, IAM role, Flyte project and attributes) stays exactly as it was,
 //     also through an orphan sweep, and the workspaces come back Ready on the same objects afterwards.
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { GetRoleCommand } from '@aws-sdk/client-iam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MANAGED_KINDS } from '../../src/adapters/kubernetes.js';
@@ -27,29 +26,31 @@ import {
   sumSeries,
   waitConverged,
 } from '../support/faults.js';
+import { type HostileCase, loadHostileCorpus, namesField } from '../support/hostile-corpus.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 
-const dir = join(import.meta.dirname, '..', 'data', 'hostile');
-const expectations = JSON.parse(readFileSync(join(dir, 'expectations.json'), 'utf8')) as Record<string, string>;
-
-interface Case {
-  name: string;
-  raw: string;
-  field: string;
-}
-
-const cases: Case[] = readdirSync(dir)
-  .filter((f) => f !== 'expectations.json')
-  .sort()
-  .map((f) => ({ name: f, raw: readFileSync(join(dir, f), 'utf8'), field: expectations[f] as string }));
+const cases = loadHostileCorpus();
 
 // ~1 MiB: a well-formed document padded to just under the ConfigMap size limit (1 MiB of data in total).
-const big: Case = {
+const big: HostileCase = {
   name: 'generated-1MiB.json',
   field: 'workspace.json',
-  raw: JSON.stringify({ ...workspaceDoc('hostile-big'), padding: 'x'.repeat(1_040_000) }),
+  document: JSON.stringify({ ...workspaceDoc('hostile-big'), padding: 'x'.repeat(1_040_000) }),
 };
-const all = [...cases, big];
+// A lone surrogate in the data text (not valid Unicode): the request body carries it as a "\ud800" escape,
+// which the API server decodes to U+FFFD, the form in which such text reaches the controller through `data`.
+const loneSurrogate: HostileCase = {
+  name: 'generated-lone-surrogate-through-the-api-server',
+  field: 'workspace_name',
+  document: JSON.stringify({ ...workspaceDoc('hostile-surrogate'), workspace_name: 'Hostile <> WS' }).replace(
+    '<>',
+    '\ud800',
+  ),
+};
+const all = [...cases, big, loneSurrogate];
+
+/** The document as the controller reads it back from the API server. */
+const stored = (c: HostileCase) => (typeof c.document === 'string' ? c.document.toWellFormed() : c.document);
 
 let env: FaultEnv;
 const totals = { hostileInputs: 0, existingWorkspaceOverwrites: 0, workspacesChecked: 0, problems: [] as Problem[] };
@@ -77,12 +78,9 @@ afterAll(async () => {
   await env?.close();
 });
 
-const matchesField = (fields: string[], field: string) =>
-  fields.some((f) => f === field || f.startsWith(`${field}.`) || f.startsWith(`${field}[`));
-
 /** What the controller writes as lastError for an invalid document (computed the same way). */
-function expectedLastError(raw: string): string {
-  const parsed = parseWorkspace(raw, env.cfg);
+function expectedLastError(c: HostileCase): string {
+  const parsed = parseWorkspace(stored(c), env.cfg);
   if (parsed.ok) throw new Error('expected an invalid document');
   return clipMessage(`invalid ${env.cfg.configMapKey}: ${formatFieldErrors(parsed.errors)}`);
 }
@@ -92,13 +90,36 @@ function namedIds(): string[] {
   const ids = new Set<string>();
   for (const c of all) {
     try {
-      const id = (JSON.parse(c.raw) as { workspace_id?: unknown })?.workspace_id;
+      const id = (JSON.parse(c.document.toString('utf8')) as { workspace_id?: unknown })?.workspace_id;
       if (typeof id === 'string' && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(id) && id.length <= 63) ids.add(id);
     } catch {
       // not JSON
     }
   }
   return [...ids];
+}
+
+/**
+ * Writes a hostile document with a JSON body (create, then merge patch), as a JSON client would: text into
+ * data, bytes into binaryData, the other key removed. Not server-side apply: its body is read as YAML, which
+ * refuses text that is not Unicode with a 400, whereas a JSON body's lone surrogates (and invalid bytes) are
+ * stored as U+FFFD, which is how such text reaches the controller.
+ */
+async function writeHostile(name: string, document: string | Buffer): Promise<void> {
+  const key = env.cfg.configMapKey;
+  const data = typeof document === 'string' ? { [key]: document } : undefined;
+  const binaryData = Buffer.isBuffer(document) ? { [key]: document.toString('base64') } : undefined;
+  const ref = { apiVersion: 'v1', kind: 'ConfigMap', namespace: env.sourceNamespace, name };
+  if (await env.admin.get(ref)) {
+    await env.admin.mergePatch(ref, { data: data ?? { [key]: null }, binaryData: binaryData ?? { [key]: null } });
+    return;
+  }
+  await env.admin.create({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name, namespace: env.sourceNamespace, labels: { app: 'workspace-config' } },
+    ...(data ? { data } : { binaryData }),
+  });
 }
 
 async function inBatches<T>(items: T[], size: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
@@ -109,13 +130,13 @@ async function inBatches<T>(items: T[], size: number, fn: (item: T, i: number) =
 
 describe('hostile workspace documents through the running controller', () => {
   it('the corpus is rejected by the controller configuration under test, each case naming its field', () => {
-    expect(cases.length).toBeGreaterThanOrEqual(150);
+    expect(cases.length).toBeGreaterThanOrEqual(200);
     for (const c of all) {
-      const parsed = parseWorkspace(c.raw, env.cfg);
+      const parsed = parseWorkspace(stored(c), env.cfg);
       expect(parsed.ok, `${c.name} is valid under the test configuration`).toBe(false);
       if (!parsed.ok)
         expect(
-          matchesField(
+          namesField(
             parsed.errors.map((e) => e.field),
             c.field,
           ),
@@ -129,7 +150,7 @@ describe('hostile workspace documents through the running controller', () => {
     env.flyte.resetCounters();
     const name = (i: number) => `hostile-${String(i).padStart(3, '0')}`;
     await inBatches(all, 16, async (c, i) => {
-      await putWorkspace(env, name(i), c.raw);
+      await writeHostile(name(i), c.document);
       totals.hostileInputs++;
     });
     const statuses = await waitFor(
@@ -143,10 +164,10 @@ describe('hostile workspace documents through the running controller', () => {
     );
     const wrong: string[] = [];
     statuses.forEach((cm, i) => {
-      const c = all[i] as Case;
+      const c = all[i] as HostileCase;
       const s = parseStatus(cm?.metadata.annotations?.[STATUS_ANNOTATION]);
       const fields = s?.invalidFields?.map((e) => e.field) ?? [];
-      if (s?.phase !== 'Invalid' || !matchesField(fields, c.field)) {
+      if (s?.phase !== 'Invalid' || !namesField(fields, c.field)) {
         wrong.push(`${c.name}: phase ${s?.phase}, fields ${JSON.stringify(fields)}, expected ${c.field}`);
       }
       if (cm?.metadata.finalizers?.includes(FINALIZER)) wrong.push(`${c.name}: got the finalizer`);
@@ -224,10 +245,10 @@ describe('hostile workspace documents through the running controller', () => {
     await Promise.all(
       ids.map(async (id, w) => {
         for (const c of all.filter((_, i) => i % ids.length === w)) {
-          await putWorkspace(env, id, c.raw);
+          await writeHostile(id, c.document);
           totals.existingWorkspaceOverwrites++;
           totals.hostileInputs++;
-          const want = expectedLastError(c.raw);
+          const want = expectedLastError(c);
           await waitFor(
             async () => {
               const cm = await env.admin.get({
@@ -261,7 +282,7 @@ describe('hostile workspace documents through the running controller', () => {
 
     // Fixed documents: Ready again on exactly the same objects (uids; resourceVersions may move only if
     // something drifted, and nothing did).
-    await Promise.all(ids.map((id) => putWorkspace(env, id, workspaceDoc(id))));
+    await Promise.all(ids.map((id) => writeHostile(id, JSON.stringify(workspaceDoc(id)))));
     for (const id of ids) {
       await waitForStatus(env, id, (s) => s.phase === 'Ready');
       totals.workspacesChecked++;

@@ -20,18 +20,18 @@ import {
 } from '@aws-sdk/client-iam';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { type FaultProxy, startFaultProxy } from '../../harness/aws-fault-proxy.js';
+import { type Moto, startMoto } from '../../harness/moto.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { ConcurrencyLimiter, IamError, SdkIamApi, TokenBucket } from '../../src/adapters/iam.js';
 import { type ControllerConfig, defaultConfig, mergeConfig, validateConfig } from '../../src/config/config.js';
 import { desiredIamRole, workspaceDataPolicy } from '../../src/desired/iam.js';
 import { type PolicyStatement, parsePolicy, policiesEqual } from '../../src/desired/iam-policy.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import { sweepIamOrphans } from '../../src/reconcile/iam-orphans.js';
 import { IamStep, type IamStepOptions } from '../../src/reconcile/steps/iam.js';
 import type { StepBaseContext, StepContext } from '../../src/reconcile/types.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { validateWorkspace } from '../../src/spec/workspace.js';
-import { type FaultProxy, startFaultProxy } from '../support/aws-fault-proxy.js';
-import { type Moto, startMoto } from '../support/moto.js';
 
 const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 const log = pino({ level: 'silent' });

@@ -114,6 +114,11 @@ describe('npm run local -- --once', () => {
       );
     }
     expect(line('service account')).toContain(`${ns}/flyte-${id}-runner  eks.amazonaws.com/role-arn=${roleArn}`);
+    expect(line('user context')).toMatch(
+      new RegExp(
+        `: +${ns}/${cfg.names.contextConfigMap}  project=${id} domain=${cfg.domains[0]} endpoint=127\\.0\\.0\\.1:\\d+$`,
+      ),
+    );
     expect(line('IAM role (moto)')).toContain(`${roleArn}  inline policies: workspace-data`);
     expect(line('Flyte project')).toMatch(new RegExp(`: +${id} ".*" ACTIVE`));
     for (const d of cfg.domains) expect(line('Flyte attributes')).toContain(`${d}/CLUSTER_RESOURCE`);

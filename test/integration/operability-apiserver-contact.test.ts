@@ -8,10 +8,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CONTROLLER_USERNAME } from '../support/controlplane.js';
+import { CLI, REPO_ROOT } from '../../harness/controller-process.js';
+import { CONTROLLER_USERNAME } from '../../harness/controlplane.js';
 import { type KubeProxy, startKubeProxy } from '../support/faults.js';
 import { waitFor } from '../support/kube.js';
-import { CLI, type Daemon, type DaemonEnv, daemonEnv, ROOT, startDaemon } from './daemon-helpers.js';
+import { type Daemon, type DaemonEnv, daemonEnv, startDaemon } from './daemon-helpers.js';
 
 let env: DaemonEnv;
 
@@ -56,7 +57,7 @@ function startWith(name: string, kubeconfig: string, overrides: Record<string, u
 }
 
 function logLines(d: Daemon): { msg?: string; server?: string; cause?: string; reason?: string }[] {
-  return d.logs.flatMap((l) => {
+  return d.logs.flatMap((l: string) => {
     try {
       return [JSON.parse(l)];
     } catch {
@@ -159,7 +160,7 @@ describe('no cluster configuration at all', () => {
         process.execPath,
         [CLI, 'run', '--set', 'server.metricsPort=0', '--set', 'server.healthPort=0'],
         {
-          cwd: ROOT,
+          cwd: REPO_ROOT,
           env: childEnv,
           stdio: ['ignore', 'pipe', 'pipe'],
         },

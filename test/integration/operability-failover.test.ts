@@ -4,9 +4,9 @@
 // its grace period, releases the Lease and leaves the rest of the work to the other.
 import { Watch } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { ControllerProcess } from '../../harness/controller-process.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 import {
-  type Daemon,
   type DaemonEnv,
   daemonEnv,
   idleScrape,
@@ -50,7 +50,7 @@ async function pair(prefix: string, config: Record<string, unknown> = {}) {
   return { env: e, leader, follower };
 }
 
-async function status(d: Daemon): Promise<number | undefined> {
+async function status(d: ControllerProcess): Promise<number | undefined> {
   return (await d.scrape()).get('leader_election_master_status', { name: env?.leaseName ?? '' });
 }
 
@@ -192,8 +192,8 @@ describe('two daemons on one Lease', () => {
           new Promise<undefined>((r) => setTimeout(() => r(undefined), (graceSeconds + 10) * 1000)),
         ]);
         const took = Date.now() - termAt;
-        expect(exit, `leader still running ${took} ms after SIGTERM:\n${leader.logTail()}`).toBeDefined();
-        expect(exit?.code, leader.logTail()).toBe(0);
+        expect(exit, `leader still running ${took} ms after SIGTERM:\n${leader.tail()}`).toBeDefined();
+        expect(exit?.code, leader.tail()).toBe(0);
         expect(took, `exit after ${took} ms`).toBeLessThanOrEqual(graceSeconds * 1000);
         expect(leader.logs.some((l) => l.includes('shutting down'))).toBe(true);
         expect(leader.logs.some((l) => l.includes('shutdown hook timed out'))).toBe(false);
@@ -201,7 +201,7 @@ describe('two daemons on one Lease', () => {
         // Abandoned: none did; the daemon said it left them to the next leader.
         const afterTerm = leader.logs.slice(leader.logs.findIndex((l) => l.includes('shutting down')));
         const completed = afterTerm.filter((l) => l.includes('"step":"flyte"') && l.includes('step applied changes'));
-        expect(completed.length > 0, leader.logTail()).toBe(!abandoned);
+        expect(completed.length > 0, leader.tail()).toBe(!abandoned);
         if (abandoned) expect(afterTerm.some((l) => l.includes('in-flight reconciles abandoned'))).toBe(true);
 
         await waitFor(async () => (await leaseHolder(e)) === follower.identity, {

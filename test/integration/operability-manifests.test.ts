@@ -1,14 +1,16 @@
 // Every document in manifests/ is accepted by a real kube-apiserver: server-side apply with dryRun=All as
 // admin, so schema (unknown fields are errors in server-side apply), defaulting and admission all run and
-// nothing is persisted. ServiceMonitor and PrometheusRule are checked against the published
+// nothing is persisted. The documents are what users apply: the output of `kustomize build` (the pinned
+// kustomize, scripts/build-kustomize.sh) of every kustomization in manifests/, plus the files meant to be
+// applied on their own. ServiceMonitor and PrometheusRule are checked against the published
 // prometheus-operator CRDs, taken from the prometheus-operator Go module (example/prometheus-operator-crd/)
 // through the Go toolchain, and installed for real first. The Deployment's pod template is also checked
 // against the `restricted` Pod Security Standard the namespace manifest enforces.
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import {
   ApiextensionsV1Api,
   HttpMethod,
@@ -31,6 +33,8 @@ const CRDS: Record<string, string> = {
   PrometheusRule: 'monitoring.coreos.com_prometheusrules.yaml',
 };
 const FIELD_MANAGER = 'manifest-dry-run';
+/** Files no kustomization installs, applied on their own (manifests/kustomization.yaml says so). */
+const STANDALONE = ['example-workspace.yaml'];
 
 // The documents exactly as written. client-node's loadAllYaml maps known kinds onto its typed models,
 // which silently drops unknown (e.g. misspelt) fields and renames others; js-yaml, the parser client-node
@@ -47,11 +51,54 @@ interface Doc {
 const describeDoc = (d: Doc) =>
   `${d.file}: ${d.doc.kind} ${d.doc.metadata?.namespace ? `${d.doc.metadata.namespace}/` : ''}${d.doc.metadata?.name}`;
 
-function manifestDocs(): Doc[] {
-  const files = readdirSync(MANIFESTS)
+/** Every YAML file under manifests/, relative to it. */
+function yamlFiles(dir = MANIFESTS): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
     .filter((f) => /\.ya?ml$/.test(f))
     .sort();
-  return files.flatMap((file) => loadAllRaw(readFileSync(join(MANIFESTS, file), 'utf8')).map((doc) => ({ file, doc })));
+}
+
+/** scripts/build-kustomize.sh (a no-op once built; `npm test` exports KUSTOMIZE) → the binary's path. */
+function kustomizeBinary(): string {
+  return execFileSync('bash', [join(ROOT, 'scripts', 'build-kustomize.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 600_000,
+  })
+    .trim()
+    .split('\n')
+    .pop() as string;
+}
+
+function kustomizeBuild(dir: string): KubernetesObject[] {
+  return loadAllRaw(
+    execFileSync(kustomizeBinary(), ['build', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
+}
+
+const kustomizationDirs = () =>
+  yamlFiles()
+    .filter((f) => f.endsWith('kustomization.yaml'))
+    .map((f) => join(MANIFESTS, dirname(f)));
+
+/** The files each kustomization lists as resources (absolute paths). */
+function kustomizationResources(): Set<string> {
+  const out = new Set<string>();
+  for (const dir of kustomizationDirs()) {
+    const k = loadAllRaw(readFileSync(join(dir, 'kustomization.yaml'), 'utf8'))[0] as { resources?: string[] };
+    for (const r of k.resources ?? []) out.add(resolve(dir, r));
+  }
+  return out;
+}
+
+function manifestDocs(): Doc[] {
+  const built = kustomizationDirs().flatMap((dir) =>
+    kustomizeBuild(dir).map((doc) => ({ file: `kustomize build ${relative(ROOT, dir)}`, doc })),
+  );
+  const standalone = STANDALONE.flatMap((file) =>
+    loadAllRaw(readFileSync(join(MANIFESTS, file), 'utf8')).map((doc) => ({ file, doc })),
+  );
+  return [...built, ...standalone];
 }
 
 /** The CRD files of the pinned prometheus-operator module, via `go mod download` (module cache). */
@@ -170,6 +217,42 @@ beforeAll(async () => {
 }, 360_000);
 
 describe('manifests/', () => {
+  it('kustomize build manifests/ installs everything but the CRD-backed monitoring, namespaces first and the Deployment after the RBAC and admission policy that confine it', () => {
+    const base = kustomizeBuild(MANIFESTS);
+    const kinds = base.map((d) => d.kind as string);
+    expect(kinds).not.toContain('ServiceMonitor');
+    expect(kinds).not.toContain('PrometheusRule');
+    expect(
+      kustomizeBuild(join(MANIFESTS, 'monitoring'))
+        .map((d) => d.kind)
+        .sort(),
+    ).toEqual(['PrometheusRule', 'ServiceMonitor']);
+    expect(kinds.slice(0, 2)).toEqual(['Namespace', 'Namespace']);
+    const last = (kind: string) => kinds.lastIndexOf(kind);
+    for (const guard of ['ClusterRoleBinding', 'RoleBinding', 'ValidatingAdmissionPolicyBinding', 'ConfigMap']) {
+      expect(last(guard), `${guard} before the Deployment`).toBeLessThan(kinds.indexOf('Deployment'));
+    }
+  });
+
+  it("the image is set the kustomize way: an overlay's images: entry replaces name and tag", () => {
+    const overlay = mkdtempSync(join(tmpdir(), 'fwc-overlay-'));
+    try {
+      writeFileSync(
+        join(overlay, 'kustomization.yaml'),
+        JSON.stringify({
+          resources: [relative(overlay, MANIFESTS)],
+          images: [{ name: 'flyte-workspace-controller', newName: 'registry.example.com/team/fwc', newTag: '9.9.9' }],
+        }),
+      );
+      const deployment = kustomizeBuild(overlay).find((d) => d.kind === 'Deployment') as V1Deployment;
+      expect(deployment.spec?.template.spec?.containers.map((c) => c.image)).toEqual([
+        'registry.example.com/team/fwc:9.9.9',
+      ]);
+    } finally {
+      rmSync(overlay, { recursive: true, force: true });
+    }
+  });
+
   it(`every document passes server-side apply with dryRun=All as admin (ServiceMonitor and PrometheusRule against the prometheus-operator ${PROMETHEUS_OPERATOR.version} CRDs from its Go module), and nothing is persisted`, async () => {
     expect(docs.length).toBeGreaterThan(0);
     const existedBefore = await Promise.all(docs.map((d) => exists(admin, d.doc)));
@@ -183,9 +266,13 @@ describe('manifests/', () => {
       }
     }
     expect(failures).toEqual([]);
-    // Every file contributed; dryRun really persisted nothing that was not there before.
-    const files = readdirSync(MANIFESTS).filter((f) => /\.ya?ml$/.test(f));
-    expect(new Set(docs.map((d) => d.file))).toEqual(new Set(files));
+    // No file escapes the check: each is a kustomization, a resource of one, or applied on its own.
+    const covered = kustomizationResources();
+    const stray = yamlFiles().filter(
+      (f) => !f.endsWith('kustomization.yaml') && !covered.has(join(MANIFESTS, f)) && !STANDALONE.includes(f),
+    );
+    expect(stray, 'YAML files in manifests/ that no kustomization installs').toEqual([]);
+    // dryRun really persisted nothing that was not there before.
     for (const [i, d] of docs.entries()) {
       if (!existedBefore[i]) expect(await exists(admin, d.doc), describeDoc(d)).toBe(false);
     }

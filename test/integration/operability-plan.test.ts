@@ -14,13 +14,11 @@ import {
   ListRoleTagsCommand,
 } from '@aws-sdk/client-iam';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, type ControllerProcess, FAKE_AWS_ENV } from '../../harness/controller-process.js';
 import type { KindName } from '../../src/adapters/kubernetes.js';
 import { roleBindingName } from '../../src/desired/kubernetes.js';
 import { uniqueName } from '../support/kube.js';
 import {
-  AWS_ENV,
-  CLI,
-  type Daemon,
   type DaemonEnv,
   daemonEnv,
   idleScrape,
@@ -40,10 +38,10 @@ const SMALL = {
   pods: '20',
   persistentvolumeclaims: '5',
 };
-const NAMESPACED_KINDS: KindName[] = ['ResourceQuota', 'NetworkPolicy', 'ServiceAccount', 'RoleBinding'];
+const NAMESPACED_KINDS: KindName[] = ['ResourceQuota', 'NetworkPolicy', 'ServiceAccount', 'ConfigMap', 'RoleBinding'];
 
 let env: DaemonEnv;
-let daemon: Daemon;
+let daemon: ControllerProcess;
 let id: string;
 let namespace: string;
 let roleName: string;
@@ -52,9 +50,9 @@ let iam: IAMClient;
 beforeAll(async () => {
   env = await daemonEnv('opp', { tiers: { small: SMALL }, leaderElection: { enabled: false } });
   iam = new IAMClient({
-    region: AWS_ENV.AWS_REGION,
+    region: FAKE_AWS_ENV.AWS_REGION,
     endpoint: env.motoEndpoint,
-    credentials: { accessKeyId: AWS_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: AWS_ENV.AWS_SECRET_ACCESS_KEY },
+    credentials: { accessKeyId: FAKE_AWS_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: FAKE_AWS_ENV.AWS_SECRET_ACCESS_KEY },
   });
   daemon = await startDaemon(env, 'a');
   id = uniqueName('opp');
@@ -80,7 +78,7 @@ async function runPlan(file: string, json: boolean): Promise<{ code: number | nu
   const args = [CLI, 'plan', '-f', file, '--source', `${env.sourceNamespace}/${id}`];
   args.push('--config', daemon.configPath, '--kubeconfig', env.kubeconfig);
   if (json) args.push('--json');
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...AWS_ENV, AWS_EC2_METADATA_DISABLED: 'true' };
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...FAKE_AWS_ENV, AWS_EC2_METADATA_DISABLED: 'true' };
   for (const k of Object.keys(childEnv)) if (k.startsWith('FWC_') || k === 'KUBECONFIG') delete childEnv[k];
   const child = spawn(process.execPath, args, { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

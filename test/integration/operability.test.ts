@@ -3,9 +3,9 @@
 // through Kubernetes, IAM (moto) and FlyteAdmin (the double). The failover, shutdown and probe tests are
 // in operability-failover.test.ts; manifests in operability-manifests.test.ts; plan in operability-plan.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ControllerProcess } from '../../harness/controller-process.js';
 import { uniqueName, waitFor } from '../support/kube.js';
 import {
-  type Daemon,
   type DaemonEnv,
   daemonEnv,
   idleScrape,
@@ -22,7 +22,7 @@ const CONTROLLER = 'workspace';
 const Q = { name: CONTROLLER, controller: CONTROLLER };
 
 let env: DaemonEnv;
-let daemon: Daemon;
+let daemon: ControllerProcess;
 const ids: string[] = [];
 
 beforeAll(async () => {
@@ -105,10 +105,19 @@ describe('/metrics of a running daemon', () => {
       expect(s.sum('flyte_workspace_external_requests_total', { system, access: 'read' }), system).toBeGreaterThan(0);
       expect(s.sum('flyte_workspace_external_requests_total', { system, access: 'write' }), system).toBeGreaterThan(0);
     }
+    // gRPC results are labelled with gRPC code names: the outage shows as `unavailable` Flyte calls.
+    expect(s.sum('flyte_workspace_external_requests_total', { system: 'flyte', outcome: 'ok' })).toBeGreaterThan(0);
     expect(
-      s.sum('flyte_workspace_external_requests_total', { system: 'flyte' }) -
-        s.sum('flyte_workspace_external_requests_total', { system: 'flyte', outcome: 'success' }),
+      s.sum('flyte_workspace_external_requests_total', { system: 'flyte', outcome: 'unavailable' }),
       'the outage shows as failed Flyte calls',
+    ).toBeGreaterThan(0);
+    const flyteOutcomes = new Set(
+      s.find('flyte_workspace_external_requests_total', { system: 'flyte' }).map((x) => x.labels.outcome),
+    );
+    for (const o of flyteOutcomes) expect(o).toMatch(/^[a-z_]+$/);
+    expect([...flyteOutcomes].filter((o) => o?.startsWith('http_'))).toEqual([]);
+    expect(
+      s.sum('flyte_workspace_external_requests_total', { system: 'kubernetes', outcome: 'success' }),
     ).toBeGreaterThan(0);
     expect(s.sum('flyte_workspace_external_request_duration_seconds_count')).toBeGreaterThan(0);
     const watched = s.find('flyte_workspace_last_watch_event_timestamp_seconds');

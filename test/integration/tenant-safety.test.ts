@@ -1,7 +1,8 @@
 // Tenant isolation and least privilege, on the real control plane with the controller's own identity:
 //   * what the controller's ServiceAccount cannot do at all (RBAC in manifests/rbac.yaml and the
 //     ValidatingAdmissionPolicy in manifests/admission-policy.yaml): read Secrets, bind arbitrary ClusterRoles,
-//     delete or take over namespaces and objects it does not manage, impersonate;
+//     delete or take over namespaces and objects it does not manage, write ConfigMaps outside its own
+//     namespaces and objects, impersonate;
 //   * what a workspace ConfigMap cannot make it do: provision from outside the allowed namespaces, take over
 //     another ConfigMap's workspace (also while the owner's document is temporarily broken), use a bucket
 //     outside the pattern, adopt or delete a pre-existing namespace, IAM role or Flyte project that is not ours.
@@ -118,7 +119,6 @@ describe('least privilege of the controller identity', () => {
       }
     }
     await denied('list secrets cluster-wide', () => core.listSecretForAllNamespaces());
-    await denied('read ConfigMaps in kube-system', () => core.listNamespacedConfigMap({ namespace: 'kube-system' }));
     await denied('create a pod in a managed namespace', () =>
       core.createNamespacedPod({
         namespace: managedNs,
@@ -229,6 +229,61 @@ describe('least privilege of the controller identity', () => {
         }),
       VAP,
     );
+    // ConfigMaps: it watches them cluster-wide (RBAC cannot narrow that), but writes only its own, in its own
+    // namespaces; elsewhere it may annotate, nothing more (kube-system/aws-auth maps IAM roles to users).
+    await env.admin.apply(
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'aws-auth', namespace: 'kube-system' },
+        data: { mapRoles: '[]' },
+      },
+      { fieldManager: 'cluster-admin' },
+    );
+    const CM_VAP = /may only create, change or delete ConfigMaps it manages/;
+    const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+    const patchAwsAuth = (body: object) =>
+      core.patchNamespacedConfigMap({ name: 'aws-auth', namespace: 'kube-system', dryRun, body }, mergePatch);
+    await denied('rewrite kube-system/aws-auth', () => patchAwsAuth({ data: { mapRoles: 'admin' } }), CM_VAP);
+    await denied(
+      'label kube-system/aws-auth as managed',
+      () => patchAwsAuth({ metadata: { labels: { 'app.kubernetes.io/managed-by': 'flyte-workspace-controller' } } }),
+      CM_VAP,
+    );
+    await denied(
+      'delete kube-system/aws-auth',
+      () => core.deleteNamespacedConfigMap({ name: 'aws-auth', namespace: 'kube-system', dryRun }),
+      CM_VAP,
+    );
+    for (const ns of ['kube-system', foreignNs]) {
+      await denied(
+        `create a ConfigMap in ${ns}`,
+        () =>
+          core.createNamespacedConfigMap({
+            namespace: ns,
+            dryRun,
+            body: {
+              metadata: { name: 'planted', labels: { 'app.kubernetes.io/managed-by': 'flyte-workspace-controller' } },
+            },
+          }),
+        CM_VAP,
+      );
+    }
+    // A workspace member's own ConfigMap in a managed namespace is not the controller's either.
+    await env.admin.create({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'notebook-settings', namespace: managedNs },
+      data: { theme: 'dark' },
+    });
+    await denied(
+      "delete a member's ConfigMap in a managed namespace",
+      () => core.deleteNamespacedConfigMap({ name: 'notebook-settings', namespace: managedNs, dryRun }),
+      CM_VAP,
+    );
+    // Positive controls: annotating aws-auth (what a status write does), and its own context ConfigMap.
+    await patchAwsAuth({ metadata: { annotations: { 'example.com/seen': 'yes' } } });
+    await core.deleteNamespacedConfigMap({ name: 'flyte-workspace-context', namespace: managedNs, dryRun });
     // Positive control: its own namespace can be deleted (dry run).
     await core.deleteNamespace({ name: managedNs, dryRun });
     // Impersonation is not granted.
@@ -417,6 +472,48 @@ describe('pre-existing objects that are not ours are never adopted nor deleted',
         name: `flyte-${id}-runner`,
       }),
     ).toBeDefined();
+  });
+
+  it("a ConfigMap a workspace member labels as another workspace's is neither judged nor deleted by it", async () => {
+    const member = uniqueName('fa');
+    const victim = uniqueName('fb');
+    await putWorkspace(env, member, workspaceDoc(member));
+    await putWorkspace(env, victim, workspaceDoc(victim));
+    await waitForStatus(env, member, (st) => st.phase === 'Ready');
+    await waitForStatus(env, victim, (st) => st.phase === 'Ready');
+    totals.hostileWorkspaces++;
+    // Owners may create ConfigMaps in their namespace, labels included.
+    const forgedRef = cmRef('forged', `flyte-${member}`);
+    const forged = await env.admin.create({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: 'forged',
+        namespace: `flyte-${member}`,
+        labels: {
+          'app.kubernetes.io/managed-by': 'flyte-workspace-controller',
+          'workspaces.flyte.org/workspace-id': victim,
+        },
+      },
+      data: { note: 'not the controller' },
+    });
+    // The victim's reconciles (the watch event, then a rerun) leave it alone: it is not in the victim's namespace.
+    await putWorkspace(env, victim, workspaceDoc(victim), {
+      'workspaces.flyte.org/reconcile-requested-at': 'forged-1',
+    });
+    const s = await waitForStatus(env, victim, (st) => st.lastHandledReconcileAt === 'forged-1');
+    expect(s.phase).toBe('Ready');
+    await env.controller.waitIdle();
+    expect((await env.admin.get(forgedRef))?.metadata.resourceVersion).toBe(forged.metadata.resourceVersion);
+
+    // Nor does the victim's teardown delete it.
+    await env.admin.delete(cmRef(victim));
+    await waitFor(async () => ((await env.admin.get(cmRef(victim))) ? undefined : true), {
+      timeoutMs: 90_000,
+      message: 'victim released',
+    });
+    expect((await env.admin.get(forgedRef))?.metadata.uid).toBe(forged.metadata.uid);
+    await env.admin.delete(forgedRef);
   });
 
   it('a foreign IAM role with our name: Conflict, untouched, still there after the workspace is deleted', async () => {

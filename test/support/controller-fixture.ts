@@ -3,15 +3,18 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { inject } from 'vitest';
+import { workspaceStatus } from '../../harness/workspaces.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { SdkIamApi } from '../../src/adapters/iam.js';
-import { HttpKubeApi, type KubeObject } from '../../src/adapters/kubernetes.js';
-import { type ControllerConfig, defaultConfig, mergeConfig, STATUS_ANNOTATION } from '../../src/config/config.js';
+import { HttpKubeApi } from '../../src/adapters/kubernetes.js';
+import { type ControllerConfig, defaultConfig, mergeConfig } from '../../src/config/config.js';
 import { WorkspaceController } from '../../src/controller/controller.js';
 import type { ExternalClients } from '../../src/controller/steps.js';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { parseStatus, type WorkspaceStatus } from '../../src/reconcile/status.js';
+import type { WorkspaceStatus } from '../../src/reconcile/status.js';
 import { bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from './kube.js';
+
+export { putWorkspace, workspaceDoc, workspaceStatus as statusOf } from '../../harness/workspaces.js';
 
 export interface Fixture {
   cfg: ControllerConfig;
@@ -21,20 +24,6 @@ export interface Fixture {
   adminKc: KubeConfig;
   sourceNamespace: string;
   stop(): Promise<void>;
-}
-
-export function workspaceDoc(id: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    workspace_id: id,
-    workspace_name: `Workspace ${id}`,
-    users: [
-      { user_id: 'u1', email: `owner-${id}@example.com`, role: 'owner' },
-      { user_id: 'u2', email: `dev-${id}@example.com`, role: 'contributor' },
-    ],
-    data_bucket: `${id}-data`,
-    services: [{ service_type: 'flyte', config: {} }, 'sagemaker'],
-    ...overrides,
-  };
 }
 
 /** Config for a test: its own source namespace, Flyte and IAM off unless the test turns them on. */
@@ -75,26 +64,6 @@ export async function startFixture(
   };
 }
 
-export async function putWorkspace(
-  f: Fixture,
-  name: string,
-  doc: unknown,
-  annotations: Record<string, string> = {},
-): Promise<void> {
-  const body: KubeObject = {
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: { name, namespace: f.sourceNamespace, labels: { app: 'workspace-config' }, annotations },
-    data: { 'workspace.json': typeof doc === 'string' ? doc : JSON.stringify(doc) },
-  };
-  await f.admin.apply(body, { fieldManager: 'workspace-platform' });
-}
-
-export async function statusOf(f: Fixture, name: string): Promise<WorkspaceStatus | undefined> {
-  const cm = await f.admin.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace: f.sourceNamespace, name });
-  return parseStatus(cm?.metadata.annotations?.[STATUS_ANNOTATION]);
-}
-
 export async function waitForStatus(
   f: Fixture,
   name: string,
@@ -103,7 +72,7 @@ export async function waitForStatus(
 ): Promise<WorkspaceStatus> {
   return waitFor(
     async () => {
-      const s = await statusOf(f, name);
+      const s = await workspaceStatus(f, name);
       return s && pred(s) ? s : undefined;
     },
     { timeoutMs, message: `status of ${name}` },

@@ -9,9 +9,8 @@
 //   * world checks: compare what exists in Kubernetes, moto and the double with what a workspace document
 //     asks for, returning a list of problems (lost / drifted / leaked / wrongly kept) instead of throwing,
 //     so tests can count and report them;
-//   * Daemon: the built `node dist/cli.js run` as a child process (SIGKILL, /metrics scraping, JSON logs);
 //   * own control planes for tests that restart kube-apiserver, so parallel test files are not disturbed.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
@@ -30,6 +29,15 @@ import {
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { inject } from 'vitest';
+import { type FaultProxy, startFaultProxy } from '../../harness/aws-fault-proxy.js';
+import {
+  type ControlPlane,
+  type Identity,
+  type KubeConnection,
+  startControlPlane,
+} from '../../harness/controlplane.js';
+import { type FlyteAdminDouble, startFlyteAdminDouble } from '../../harness/flyteadmin-double.js';
+import { credentialsOf } from '../../harness/kube.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import { SdkIamApi } from '../../src/adapters/iam.js';
 import { HttpKubeApi, type KubeObject, MANAGED_KINDS, refOf } from '../../src/adapters/kubernetes.js';
@@ -47,23 +55,13 @@ import { desiredFlyteState, ownsProject } from '../../src/desired/flyte.js';
 import { desiredIamRole, IAM_TAG_WORKSPACE_ID } from '../../src/desired/iam.js';
 import { roleArnFor } from '../../src/desired/iam-arn.js';
 import { desiredKubernetesObjects, workspaceSelector } from '../../src/desired/kubernetes.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import { Project_ProjectState } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { containsDesired } from '../../src/reconcile/diff.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { parseWorkspace } from '../../src/spec/workspace.js';
 import type { WatchTuning } from '../../src/watch/sources.js';
-import { type FaultProxy, startFaultProxy } from './aws-fault-proxy.js';
 import type { Fixture } from './controller-fixture.js';
-import {
-  ADMIN_USERNAME,
-  CONTROLLER_USERNAME,
-  type ControlPlane,
-  type Identity,
-  type KubeConnection,
-  startControlPlane,
-} from './controlplane.js';
-import { type FlyteAdminDouble, startFlyteAdminDouble } from './flyteadmin-double.js';
 import { applyManifestFile, bindSourceNamespace, kubeConfigFor, uniqueName, waitFor } from './kube.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -232,8 +230,7 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const kubeConfig = (identity: Identity) => {
-    const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-    const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+    const { user, token } = credentialsOf(identity, conn);
     const kc = new KubeConfig();
     // client-node accepts plain HTTP only with skipTLSVerify (there is no TLS to verify on loopback).
     kc.loadFromOptions({
@@ -249,8 +246,7 @@ export async function startKubeProxy(conn: KubeConnection): Promise<KubeProxy> {
     url,
     kubeConfig,
     kubeconfigFile(identity, dir) {
-      const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-      const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
+      const { user, token } = credentialsOf(identity, conn);
       const file = join(dir, `${identity}-via-proxy.kubeconfig`);
       writeFileSync(
         file,
@@ -351,25 +347,6 @@ export async function startOwnControlPlane(): Promise<ControlPlane> {
     await cp.stop().catch(() => {});
     throw e;
   }
-}
-
-export function writeKubeconfigFile(conn: KubeConnection, identity: Identity, dir: string): string {
-  const user = identity === 'admin' ? ADMIN_USERNAME : CONTROLLER_USERNAME;
-  const token = identity === 'admin' ? conn.adminToken : conn.controllerToken;
-  const file = join(dir, `${identity}.kubeconfig`);
-  writeFileSync(
-    file,
-    JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'fwc-test', cluster: { server: conn.server, 'certificate-authority-data': conn.caData } }],
-      users: [{ name: user, user: { token } }],
-      contexts: [{ name: user, context: { cluster: 'fwc-test', user } }],
-      'current-context': user,
-    }),
-    { mode: 0o600 },
-  );
-  return file;
 }
 
 // =========================================================================================================
@@ -609,7 +586,10 @@ export async function checkProvisioned(w: WorldRefs, cmName: string, doc: unknow
       if (!ownsProject(project, cfg, id)) problems.push({ kind: 'drifted', what: `Flyte project ${id} labels` });
       const want = desiredFlyteState({ cfg, spec, names, roleArn, domains: cfg.domains });
       if (project.name !== want.project.name) problems.push({ kind: 'drifted', what: `Flyte project ${id} name` });
-      const rows = w.flyte.inspect().attributes.filter((a) => a.project === id && a.domain !== '');
+      // Our project-domain rows only (users may have rows at project, workflow and launch-plan level).
+      const rows = w.flyte
+        .inspect()
+        .attributes.filter((a) => a.project === id && a.domain !== '' && a.workflow === '' && a.launchPlan === '');
       for (const a of want.attributes) {
         if (!rows.some((r) => r.domain === a.domain && r.resourceType === a.resourceType)) {
           problems.push({ kind: 'lost', what: `Flyte attributes ${id}/${a.domain}/${a.resourceType}` });
@@ -623,7 +603,11 @@ export async function checkProvisioned(w: WorldRefs, cmName: string, doc: unknow
   return problems;
 }
 
-/** Nothing of workspace `id` remains: no labelled Kubernetes object, no IAM role, no active project or attributes. */
+/**
+ * Nothing of workspace `id` remains: no labelled Kubernetes object, no IAM role, no active project. The
+ * archived project keeps its attribute rows by design (FlyteAdmin's attribute delete would also take the
+ * users' own overrides).
+ */
 export async function checkGone(w: WorldRefs, id: string): Promise<Problem[]> {
   const { cfg } = w;
   const names = workspaceNames(cfg, id);
@@ -649,8 +633,6 @@ export async function checkGone(w: WorldRefs, id: string): Promise<Problem[]> {
     const p = w.flyte.project(id);
     if (p && p.state === Project_ProjectState.ACTIVE)
       problems.push({ kind: 'leaked', what: `active Flyte project ${id}` });
-    const rows = w.flyte.inspect().attributes.filter((a) => a.project === id);
-    if (rows.length > 0) problems.push({ kind: 'leaked', what: `${rows.length} Flyte attribute rows of ${id}` });
   }
   return problems;
 }
@@ -705,7 +687,9 @@ export function report(suite: string, facts: Record<string, unknown>): void {
 }
 
 // =========================================================================================================
-// Daemon: `node dist/cli.js run` as a child process
+// The built controller, for tests that run it as a child process (harness/controller-process.ts)
+
+export { sumSeries } from '../../harness/metrics-text.js';
 
 /** Rebuilds dist/ when any src file is newer than dist/cli.js (serialised across test workers by a lock dir). */
 export async function ensureDistBuilt(): Promise<void> {
@@ -761,181 +745,6 @@ function newestMtime(dir: string): number {
   }
   return newest;
 }
-
-export interface LogLine {
-  level?: string;
-  msg?: string;
-  time?: string;
-  [k: string]: unknown;
-}
-
-export interface DaemonOptions {
-  /** For messages. */
-  name: string;
-  config: Record<string, unknown>;
-  kubeconfig: string;
-  dir: string;
-  env?: Record<string, string>;
-}
-
-export class Daemon {
-  readonly logs: LogLine[] = [];
-  readonly startedAt = Date.now();
-  identity = '';
-  metricsPort = 0;
-  healthPort = 0;
-  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly exited: Promise<void>;
-  private readonly waiters = new Set<() => void>();
-  private stderrTail: string[] = [];
-
-  private constructor(
-    readonly name: string,
-    readonly child: ChildProcess,
-  ) {
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        this.exit = { code, signal };
-        for (const w of this.waiters) w();
-        resolve();
-      });
-    });
-    let buf = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (c: string) => {
-      buf += c;
-      let i = buf.indexOf('\n');
-      while (i >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        i = buf.indexOf('\n');
-        if (!line.trim()) continue;
-        try {
-          this.logs.push(JSON.parse(line) as LogLine);
-        } catch {
-          this.logs.push({ msg: line });
-        }
-        for (const w of this.waiters) w();
-      }
-    });
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (c: string) => {
-      this.stderrTail.push(c);
-      if (this.stderrTail.length > 50) this.stderrTail.shift();
-    });
-  }
-
-  /** Spawns the daemon; resolves once it logged its ports (HTTP servers up). */
-  static async start(o: DaemonOptions): Promise<Daemon> {
-    const configFile = join(o.dir, `${o.name}-${Date.now()}.config.json`);
-    writeFileSync(configFile, JSON.stringify(o.config));
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) {
-      if (v !== undefined && !k.startsWith('FWC_') && !k.startsWith('AWS_') && !k.startsWith('VITEST')) env[k] = v;
-    }
-    Object.assign(env, {
-      AWS_ACCESS_KEY_ID: AWS_CREDENTIALS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: AWS_CREDENTIALS.secretAccessKey,
-      AWS_REGION: 'us-east-1',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      ...o.env,
-    });
-    const child = spawn(
-      process.execPath,
-      [join(root, 'dist', 'cli.js'), 'run', '--config', configFile, '--kubeconfig', o.kubeconfig],
-      { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    liveDaemons.add(child);
-    child.once('exit', () => liveDaemons.delete(child));
-    const d = new Daemon(o.name, child);
-    const started = await d.waitForLog((l) => l.msg === 'flyte-workspace-controller starting', 30_000);
-    d.identity = String(started.identity ?? '');
-    d.metricsPort = Number(started.metricsPort);
-    d.healthPort = Number(started.healthPort);
-    return d;
-  }
-
-  get pid(): number {
-    return this.child.pid as number;
-  }
-
-  get alive(): boolean {
-    return this.exit === undefined;
-  }
-
-  /** Resolves with the first log line (past or future) matching `pred`; rejects if the process exits first. */
-  waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const hit = this.logs.find(pred);
-        if (hit) {
-          cleanup();
-          resolve(hit);
-        } else if (this.exit) {
-          cleanup();
-          reject(
-            new Error(`daemon ${this.name} exited (${JSON.stringify(this.exit)}) before the log line:\n${this.tail()}`),
-          );
-        }
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`daemon ${this.name}: log line not seen within ${timeoutMs} ms:\n${this.tail()}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-      check();
-    });
-  }
-
-  hasLog(pred: (l: LogLine) => boolean): boolean {
-    return this.logs.some(pred);
-  }
-
-  /** Last log lines and stderr, for failure messages. */
-  tail(n = 30): string {
-    return [...this.logs.slice(-n).map((l) => JSON.stringify(l)), ...this.stderrTail.slice(-10)].join('\n');
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.exit) return;
-    this.child.kill(signal);
-    await this.exited;
-  }
-
-  signal(signal: NodeJS.Signals): void {
-    if (!this.exit) this.child.kill(signal);
-  }
-
-  async metrics(): Promise<string> {
-    const res = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`, { signal: AbortSignal.timeout(3_000) });
-    return res.text();
-  }
-
-  /** Sum of flyte_workspace_external_requests_total{access="write"} (Kubernetes, IAM and FlyteAdmin writes). */
-  async writeCount(): Promise<number> {
-    return sumSeries(await this.metrics(), 'flyte_workspace_external_requests_total', /access="write"/);
-  }
-}
-
-/** Sum of the samples of `name` whose label set matches `labels`. */
-export function sumSeries(text: string, name: string, labels: RegExp = /.*/): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const m = /^[^{ ]+(\{[^}]*\})? ([0-9.eE+-]+)$/.exec(line);
-    if (m && labels.test(m[1] ?? '')) sum += Number(m[2]);
-  }
-  return sum;
-}
-
-const liveDaemons = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const c of liveDaemons) c.kill('SIGKILL');
-});
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `${prefix}-`));

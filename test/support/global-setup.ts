@@ -5,9 +5,9 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ApiException, CoreV1Api } from '@kubernetes/client-node';
 import type { TestProject } from 'vitest/node';
-import { type ControlPlane, startControlPlane } from './controlplane.js';
+import { type ControlPlane, startControlPlane } from '../../harness/controlplane.js';
+import { startMoto } from '../../harness/moto.js';
 import { applyManifestFile, describeError, kubeConfigFor, waitFor } from './kube.js';
-import { startMoto } from './moto.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const NAMESPACES = ['flyte-workspace-controller', 'workspace-platform', 'flyte'];
@@ -70,6 +70,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     caData: cp.caData,
     adminToken: cp.adminToken,
     controllerToken: cp.controllerToken,
+    oncallToken: cp.oncallToken,
   });
   project.provide('motoEndpoint', moto.endpoint);
 

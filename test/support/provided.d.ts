@@ -1,5 +1,5 @@
 // What test/support/global-setup.ts hands to test workers via `provide()`; read it with `inject()`.
-import type { KubeConnection } from './controlplane.js';
+import type { KubeConnection } from '../../harness/controlplane.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

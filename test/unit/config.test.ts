@@ -36,6 +36,12 @@ describe('configuration', () => {
       'leaderElection.leaseDurationSeconds',
     );
     expect(bad({ aws: { oidcProviderArn: 'not-an-arn' } })).toBe('aws.oidcProviderArn');
+    expect(bad({ flyte: { userEndpoint: 'https://flyte.example.com' } })).toBe('flyte.userEndpoint');
+    expect(bad({ flyte: { userEndpoint: 'flyte.example.com:443\nx: y' } })).toBe('flyte.userEndpoint');
+    expect(bad({ names: { contextConfigMap: 'Not_A_Name' } })).toBe('names.contextConfigMap');
+    expect(
+      loadConfig({ overrides: { flyte: { userEndpoint: 'dns:///flyte.example.com:443' } } }).flyte.userEndpoint,
+    ).toBe('dns:///flyte.example.com:443');
   });
 
   it('ignores prototype-polluting keys in overrides', () => {

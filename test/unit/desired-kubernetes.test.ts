@@ -1,8 +1,9 @@
+import { loadYaml } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, mergeConfig } from '../../src/config/config.js';
 import { desiredKubernetesObjects, roleBindingName } from '../../src/desired/kubernetes.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import { containsDesired, diffPaths } from '../../src/reconcile/diff.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { validateWorkspace, type WorkspaceSpec } from '../../src/spec/workspace.js';
 
 const doc = {
@@ -22,6 +23,17 @@ function specFor(cfg = defaultConfig(), d: unknown = doc): WorkspaceSpec {
   return r.spec;
 }
 
+function objectsFor(cfg: ReturnType<typeof defaultConfig>) {
+  const spec = specFor(cfg);
+  return desiredKubernetesObjects({
+    cfg,
+    spec,
+    names: workspaceNames(cfg, spec.workspaceId),
+    source: 's/x',
+    roleArn: 'arn',
+  });
+}
+
 describe('desired Kubernetes objects', () => {
   it('follows the design in single-namespace mode', () => {
     const cfg = defaultConfig();
@@ -38,6 +50,7 @@ describe('desired Kubernetes objects', () => {
       'ResourceQuota/flyte-ml-research/ml-research-quota',
       'NetworkPolicy/flyte-ml-research/ml-research-isolation',
       'ServiceAccount/flyte-ml-research/flyte-ml-research-runner',
+      'ConfigMap/flyte-ml-research/flyte-workspace-context',
       `RoleBinding/flyte-ml-research/${roleBindingName('owner', 'alice@example.com')}`,
       `RoleBinding/flyte-ml-research/${roleBindingName('contributor', 'bob@example.com')}`,
     ]);
@@ -59,7 +72,7 @@ describe('desired Kubernetes objects', () => {
     expect(objs[3]!.metadata.annotations).toEqual({
       'eks.amazonaws.com/role-arn': 'arn:aws:iam::123456789012:role/flyte-workspaces/FlyteWorkspace-ml-research-Role',
     });
-    expect(objs[4]).toMatchObject({
+    expect(objs[5]).toMatchObject({
       roleRef: { kind: 'ClusterRole', name: 'flyte-workspace-owner' },
       subjects: [{ kind: 'User', name: 'alice@example.com' }],
     });
@@ -67,14 +80,7 @@ describe('desired Kubernetes objects', () => {
 
   it('binds contributors only in contributor domains when namespaces are per domain', () => {
     const cfg = mergeConfig(defaultConfig(), { names: { namespacePerDomain: true } });
-    const spec = specFor(cfg);
-    const objs = desiredKubernetesObjects({
-      cfg,
-      spec,
-      names: workspaceNames(cfg, spec.workspaceId),
-      source: 's/x',
-      roleArn: 'arn',
-    });
+    const objs = objectsFor(cfg);
     const bindings = objs
       .filter((o) => o.kind === 'RoleBinding')
       .map((o) => `${o.metadata.namespace}:${o.metadata.labels?.['workspaces.flyte.org/role']}`);
@@ -85,6 +91,61 @@ describe('desired Kubernetes objects', () => {
       'ml-research-staging:contributor',
       'ml-research-staging:owner',
     ]);
+  });
+
+  it('a context ConfigMap per namespace in the formats flytectl and pyflyte read, defaulting to its domain', () => {
+    const cfg = mergeConfig(defaultConfig(), {
+      names: { namespacePerDomain: true },
+      flyte: { userEndpoint: 'flyte.example.com:443', consoleBaseUrl: 'https://flyte.example.com/' },
+    });
+    const objs = objectsFor(cfg);
+    const contexts = objs.filter((o) => o.kind === 'ConfigMap');
+    expect(contexts.map((o) => `${o.metadata.namespace}/${o.metadata.name}`)).toEqual([
+      'ml-research-development/flyte-workspace-context',
+      'ml-research-staging/flyte-workspace-context',
+      'ml-research-production/flyte-workspace-context',
+    ]);
+    for (const cm of contexts) {
+      const domain = (cm.metadata.namespace as string).slice('ml-research-'.length);
+      expect(cm.metadata.labels).toMatchObject({
+        'app.kubernetes.io/managed-by': 'flyte-workspace-controller',
+        'app.kubernetes.io/name': 'flyte-workspace',
+        'app.kubernetes.io/component': 'workspace-context',
+        'workspaces.flyte.org/workspace-id': 'ml-research',
+      });
+      const data = cm.data as Record<string, string>;
+      const { 'config.yaml': file, ...env } = data;
+      expect(env).toEqual({
+        FLYTE_PLATFORM_URL: 'flyte.example.com:443',
+        FLYTE_PLATFORM_INSECURE: 'false',
+        FLYTE_PLATFORM_CONSOLE_ENDPOINT: 'https://flyte.example.com',
+        FLYTE_DEFAULT_PROJECT: 'ml-research',
+        FLYTE_DEFAULT_DOMAIN: domain,
+        WORKSPACE_ID: 'ml-research',
+        WORKSPACE_DATA_BUCKET: 'ml-research-data',
+      });
+      // flytectl's admin/console/task sections; flytekit strips the dns:/// prefix it does not use.
+      expect(loadYaml(file as string)).toEqual({
+        admin: { endpoint: 'dns:///flyte.example.com:443', insecure: false },
+        console: { endpoint: 'https://flyte.example.com' },
+        task: { project: 'ml-research', domain },
+      });
+    }
+  });
+
+  it('without flyte.userEndpoint the context has project, domain and workspace variables but no endpoint', () => {
+    const cfg = mergeConfig(defaultConfig(), { domains: ['dev', 'prod'], rbac: { contributorDomains: ['dev'] } });
+    const objs = objectsFor(cfg);
+    const [cm, ...more] = objs.filter((o) => o.kind === 'ConfigMap');
+    expect(more).toEqual([]);
+    const { 'config.yaml': file, ...env } = (cm?.data ?? {}) as Record<string, string>;
+    expect(env).toEqual({
+      FLYTE_DEFAULT_PROJECT: 'ml-research',
+      FLYTE_DEFAULT_DOMAIN: 'dev',
+      WORKSPACE_ID: 'ml-research',
+      WORKSPACE_DATA_BUCKET: 'ml-research-data',
+    });
+    expect(loadYaml(file as string)).toEqual({ task: { project: 'ml-research', domain: 'dev' } });
   });
 
   it('a role change renames the binding (roleRef is immutable)', () => {

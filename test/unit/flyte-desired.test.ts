@@ -16,9 +16,9 @@ import {
   quotaTemplateKey,
   truncateUtf8,
 } from '../../src/desired/flyte.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import { MatchableResource, MatchingAttributesSchema } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import { Project_ProjectState, ProjectSchema } from '../../src/gen/flyteidl/admin/project_pb.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import { validateWorkspace, type WorkspaceSpec } from '../../src/spec/workspace.js';
 
 const cfg = defaultConfig();

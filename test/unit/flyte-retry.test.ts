@@ -84,8 +84,40 @@ describe('retry classification', () => {
   it('writes are counted as writes', async () => {
     const { api, stats } = fakeClient(() => ({}));
     await api.updateProjectDomainAttributes('p', 'd', { target: { case: undefined } } as never);
-    await api.deleteProjectDomainAttributes('p', 'd', MatchableResource.CLUSTER_RESOURCE);
+    await api.updateProject({ id: 'p', name: 'n' });
     expect(stats.snapshot()).toMatchObject({ reads: 0, writes: 2 });
+    api.close();
+  });
+
+  it('refuses an empty or invalid project id itself: nothing is sent, nothing is counted', async () => {
+    const { api, stats, attempts } = fakeClient(() => ({}));
+    const wec = { target: { case: 'workflowExecutionConfig', value: {} } } as never;
+    const calls: [string, () => Promise<unknown>][] = [];
+    for (const id of ['', 'Upper', 'under_score', '-lead', 'a'.repeat(64), 'ws.1']) {
+      calls.push(
+        [`getProject(${id})`, () => api.getProject(id)],
+        [`registerProject(${id})`, () => api.registerProject({ id, name: 'n' })],
+        [`updateProject(${id})`, () => api.updateProject({ id, name: 'n' })],
+        [`getPDA(${id})`, () => api.getProjectDomainAttributes(id, 'staging', MatchableResource.CLUSTER_RESOURCE)],
+        [`updatePDA(${id})`, () => api.updateProjectDomainAttributes(id, 'staging', wec)],
+      );
+    }
+    calls.push(
+      ['updatePDA(empty domain)', () => api.updateProjectDomainAttributes('ok', '', wec)],
+      ['listProjects(limit 0)', () => api.listProjects({ limit: 0 })],
+    );
+    for (const [what, call] of calls) {
+      const err = await call().then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+      expect(err?.code, what).toBe(Code.InvalidArgument);
+      expect(err?.rawMessage, what).toMatch(/refusing to send/);
+    }
+    expect(attempts()).toBe(0);
+    expect(stats.snapshot()).toMatchObject({ reads: 0, writes: 0 });
+    await api.getProject('a'.repeat(63));
+    expect(attempts()).toBe(1);
     api.close();
   });
 

@@ -12,12 +12,12 @@ import {
   workspaceDataPolicy,
 } from '../../src/desired/iam.js';
 import { type PolicyStatement, policiesEqual } from '../../src/desired/iam-policy.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import {
   IAM_DRIFT_CHECK_BUDGET_SHARE,
   IAM_READS_PER_DRIFT_CHECK,
   iamDriftCheckIntervalMs,
 } from '../../src/reconcile/steps/iam.js';
+import { workspaceNames } from '../../src/spec/names.js';
 
 const ISSUER = 'oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE';
 

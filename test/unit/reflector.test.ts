@@ -564,6 +564,7 @@ describe('watch sources', () => {
     await s.start();
     try {
       expect(c.lists.map((l) => l.path).sort()).toEqual([
+        '/api/v1/configmaps',
         '/api/v1/namespaces',
         '/api/v1/resourcequotas',
         '/api/v1/serviceaccounts',
@@ -573,7 +574,14 @@ describe('watch sources', () => {
       expect(new Set(c.lists.map((l) => l.opts.labelSelector))).toEqual(
         new Set([`app.kubernetes.io/managed-by=${cfg.fieldManager}`]),
       );
-      expect(synced.sort()).toEqual(['Namespace', 'NetworkPolicy', 'ResourceQuota', 'RoleBinding', 'ServiceAccount']);
+      expect(synced.sort()).toEqual([
+        'ConfigMap',
+        'Namespace',
+        'NetworkPolicy',
+        'ResourceQuota',
+        'RoleBinding',
+        'ServiceAccount',
+      ]);
       expect(s.hasSynced()).toBe(true);
     } finally {
       await s.stop();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, mergeConfig } from '../../src/config/config.js';
-import { maxWorkspaceIdLength } from '../../src/desired/names.js';
+import { maxWorkspaceIdLength } from '../../src/spec/names.js';
 import { parseWorkspace, validateWorkspace } from '../../src/spec/workspace.js';
 
 const cfg = defaultConfig();

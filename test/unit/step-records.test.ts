@@ -1,9 +1,9 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
-import { workspaceNames } from '../../src/desired/names.js';
 import type { WorkspaceStatus } from '../../src/reconcile/status.js';
 import { recordedAsConverged, type StepContext, spreadVerifiedAt } from '../../src/reconcile/types.js';
+import { workspaceNames } from '../../src/spec/names.js';
 import type { WorkspaceSpec } from '../../src/spec/workspace.js';
 
 const cfg = defaultConfig();

@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { FakeClock, settle } from '../../harness/fake-clock.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { Priority, type Result, WorkQueue, type WorkQueueOptions } from '../../src/queue/workqueue.js';
 
@@ -11,15 +11,17 @@ function deferred<T = void>() {
   return { promise, resolve };
 }
 
-async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(2);
-  }
+// Time is fake: it moves only by clock.advance(), which fires due timers in order. Nothing here sleeps.
+let clock = new FakeClock();
+
+/** Lets queued work run (no time passes) until `cond` holds. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await settle(1);
+  if (!cond()) throw new Error('condition not met after the queue settled');
 }
 
 function queue(process: WorkQueueOptions['process'], extra: Partial<WorkQueueOptions> = {}): WorkQueue {
+  clock = new FakeClock();
   return new WorkQueue({
     name: 'test',
     concurrency: 4,
@@ -27,6 +29,7 @@ function queue(process: WorkQueueOptions['process'], extra: Partial<WorkQueueOpt
     maxDelayMs: 1000,
     jitter: 0,
     process,
+    clock,
     ...extra,
   });
 }
@@ -101,7 +104,7 @@ describe('WorkQueue', () => {
         firstStarted.resolve();
         await release.promise;
       } else {
-        await sleep(5);
+        await clock.sleep(5);
       }
       running--;
     });
@@ -113,11 +116,12 @@ describe('WorkQueue', () => {
     q.add('ns/a');
     expect(q.len()).toBe(0);
     expect(q.running()).toEqual(['ns/a']);
-    await sleep(20);
+    await clock.advance(20);
     expect(runs).toBe(1);
     release.resolve();
-    await until(() => q.idle());
-    await sleep(30);
+    await clock.advance(5);
+    expect(q.idle()).toBe(true);
+    await clock.advance(30);
     expect(runs).toBe(2);
     expect(maxRunning).toBe(1);
     await q.shutDown();
@@ -140,7 +144,7 @@ describe('WorkQueue', () => {
     );
     for (const k of ['a', 'b', 'c', 'd', 'e']) q.add(k);
     await until(() => running === 3);
-    await sleep(20);
+    await clock.advance(20);
     expect(running).toBe(3);
     expect(q.len()).toBe(2);
     release.resolve();
@@ -154,27 +158,23 @@ describe('WorkQueue', () => {
     const times: number[] = [];
     let failUntil = 4;
     const q = queue(async () => {
-      times.push(performance.now());
+      times.push(clock.now());
       if (times.length <= failUntil) throw new Error('boom');
     });
     q.add('k');
-    await until(() => times.length === 5, 5000);
+    await clock.advance(1000);
+    expect(times.length).toBe(5);
     const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
-    // base 20 ms, no jitter: 20, 40, 80, 160 (timers are never early; allow lateness)
-    expect(gaps[0]).toBeGreaterThanOrEqual(19);
-    expect(gaps[1]).toBeGreaterThanOrEqual(39);
-    expect(gaps[2]).toBeGreaterThanOrEqual(79);
-    expect(gaps[3]).toBeGreaterThanOrEqual(159);
-    expect(gaps[3]).toBeLessThan(1000);
+    expect(gaps).toEqual([20, 40, 80, 160]); // base 20 ms, doubling, no jitter
     expect(q.numRequeues('k')).toBe(0); // success → forget
     // After the reset, the next failure starts again from the base delay.
     failUntil = 6;
     const before = times.length;
     q.add('k');
-    await until(() => times.length === before + 2);
-    const gap = (times[before + 1] as number) - (times[before] as number);
-    expect(gap).toBeGreaterThanOrEqual(19);
-    expect(gap).toBeLessThan(250); // without the reset it would be 20·2^4 = 320 ms
+    await clock.advance(1000);
+    expect(times.length).toBe(before + 2);
+    // Without the reset it would be 20·2^4 = 320 ms.
+    expect((times[before + 1] as number) - (times[before] as number)).toBe(20);
     await q.shutDown();
   });
 
@@ -200,26 +200,26 @@ describe('WorkQueue', () => {
     const when = (key: string) => (q as unknown as { when(k: string): number }).when(key);
     const d = ['a', 'b', 'c', 'd', 'e'].map(when);
     expect(d.slice(0, 3).every((x) => x <= 1)).toBe(true);
-    expect(d[3]).toBeGreaterThan(90); // ~100 ms: 1 token / (10/s)
-    expect(d[4]).toBeGreaterThan(190);
+    expect(d[3]).toBe(100); // 1 token / (10/s)
+    expect(d[4]).toBe(200);
     void q.shutDown();
   });
 
   it('addAfter: the earliest pending time wins', async () => {
     const runs: number[] = [];
-    const t0 = performance.now();
     const q = queue(async () => {
-      runs.push(performance.now() - t0);
+      runs.push(clock.now());
     });
     q.addAfter('k', 300);
     q.addAfter('k', 30); // earlier replaces
     q.addAfter('k', 500); // later is ignored
     expect(q.delayed()).toEqual(['k']);
-    await until(() => runs.length === 1);
-    expect(runs[0]).toBeGreaterThanOrEqual(29);
-    expect(runs[0]).toBeLessThan(250);
-    await sleep(400);
-    expect(runs.length).toBe(1);
+    await clock.advance(29);
+    expect(runs).toEqual([]);
+    await clock.advance(1);
+    expect(runs).toEqual([30]);
+    await clock.advance(1000);
+    expect(runs).toEqual([30]);
     await q.shutDown();
   });
 
@@ -231,8 +231,13 @@ describe('WorkQueue', () => {
       if (n === 2) throw new Error('once');
     });
     q.add('k');
-    await until(() => n === 3);
-    await sleep(50);
+    await clock.advance(9);
+    expect(n).toBe(1);
+    await clock.advance(1); // requeueAfterMs 10
+    expect(n).toBe(2);
+    await clock.advance(20); // the error: base delay 20
+    expect(n).toBe(3);
+    await clock.advance(1000);
     expect(n).toBe(3);
     expect(q.numRequeues('k')).toBe(0);
     await q.shutDown();
@@ -244,7 +249,7 @@ describe('WorkQueue', () => {
     const q = queue(
       async (key) => {
         if (key === 'slow') await release.promise;
-        else await sleep(10);
+        else await clock.sleep(10);
         done.push(key);
       },
       { concurrency: 2 },
@@ -255,26 +260,31 @@ describe('WorkQueue', () => {
     q.addAfter('later', 10_000);
     await until(() => q.running().length === 2);
     q.add('fast'); // dirty while running → would run again
-    const abandoned = await q.shutDown({ drainTimeoutMs: 200 });
+    const shutDown = q.shutDown({ drainTimeoutMs: 200 });
+    await clock.advance(199);
+    expect(done).toEqual(['fast']);
+    await clock.advance(1);
+    const abandoned = await shutDown;
     expect(done).toEqual(['fast']);
     expect(abandoned.sort()).toEqual(['fast', 'queued', 'slow']);
     expect(q.delayed()).toEqual([]);
     q.add('after-shutdown');
     expect(q.len()).toBe(0);
     release.resolve();
-    await sleep(10);
+    await settle();
     expect(done).toEqual(['fast', 'slow']);
   });
 
   it('shutDown returns nothing abandoned when in-flight work finishes in time', async () => {
     const q = queue(async () => {
-      await sleep(30);
+      await clock.sleep(30);
     });
     q.add('a');
     await until(() => q.running().length === 1);
-    const t0 = performance.now();
-    expect(await q.shutDown({ drainTimeoutMs: 2000 })).toEqual([]);
-    expect(performance.now() - t0).toBeLessThan(1000);
+    const shutDown = q.shutDown({ drainTimeoutMs: 2000 });
+    await clock.advance(30);
+    expect(await shutDown).toEqual([]);
+    expect(clock.pendingTimers()).toBe(0); // the drain deadline was cancelled
   });
 
   it('pause stops starting keys (adds still dedupe) and resume continues', async () => {
@@ -286,7 +296,7 @@ describe('WorkQueue', () => {
     q.add('a');
     q.add('a');
     q.add('b');
-    await sleep(30);
+    await clock.advance(30);
     expect(runs).toBe(0);
     expect(q.len()).toBe(2);
     q.resume();
@@ -319,17 +329,19 @@ describe('WorkQueue', () => {
     expect(await metricValue(m, 'workqueue_depth', labels)).toBe(2);
     expect(await metricValue(m, 'workqueue_adds_total', labels)).toBe(3);
     expect(await metricValue(m, 'controller_runtime_active_workers', { controller: 'workspace' })).toBe(1);
-    await sleep(60);
-    expect(await metricValue(m, 'workqueue_longest_running_processor_seconds', labels)).toBeGreaterThan(0.03);
-    expect(await metricValue(m, 'workqueue_unfinished_work_seconds', labels)).toBeGreaterThan(0.03);
+    await clock.advance(60); // the gauges refresh every 10 ms while 'slow' runs
+    expect(await metricValue(m, 'workqueue_longest_running_processor_seconds', labels)).toBeCloseTo(0.06, 9);
+    expect(await metricValue(m, 'workqueue_unfinished_work_seconds', labels)).toBeCloseTo(0.06, 9);
     release.resolve();
     await until(() => q.idle());
     q.add('fail');
-    await until(() => failCalls === 3 && q.idle());
+    await clock.advance(20 + 40);
+    expect(failCalls).toBe(3);
+    expect(q.idle()).toBe(true);
     expect(await metricValue(m, 'workqueue_retries_total', labels)).toBe(2);
     expect(await metricValue(m, 'workqueue_depth', labels)).toBe(0);
     expect(await metricValue(m, 'controller_runtime_active_workers', { controller: 'workspace' })).toBe(0);
-    await sleep(30);
+    await clock.advance(30);
     expect(await metricValue(m, 'workqueue_longest_running_processor_seconds', labels)).toBe(0);
     const text = await m.render();
     expect(text).toMatch(/workqueue_queue_duration_seconds_count\{name="test",controller="workspace"\} 6/);

@@ -1,7 +1,10 @@
 // Flyte step: the workspace's FlyteAdmin project and its per-domain matchable attributes
 // (WORKFLOW_EXECUTION_CONFIG, CLUSTER_RESOURCE). Writes only on semantic difference, never adopts a
-// project that is not labelled as ours, and on teardown deletes our attributes before archiving the
-// project (FlyteAdmin has no project delete and rejects attribute calls on archived projects).
+// project that is not labelled as ours, and on teardown only archives the project. FlyteAdmin has no
+// project delete, and an archived project already rejects executions and attribute calls. Attributes are
+// never deleted: FlyteAdmin's DeleteProjectDomainAttributes(p, d, type) is a wildcard that also deletes
+// the users' own workflow- and launch-plan-level rows of that project-domain. On re-add the project is
+// unarchived and our project-domain rows are upserted, which touches no other level.
 //
 // Caching: a per-workspace "converged" record keyed by a hash of the whole desired Flyte state. While the
 // hash is unchanged and the record is younger than `verifiedTtlMs`, ensure() makes no FlyteAdmin call at
@@ -21,7 +24,6 @@ import {
   desiredFlyteState,
   flyteStateHash,
   labelProblems,
-  MANAGED_RESOURCE_TYPES,
   ownsProject,
   projectDiff,
   resourceTypeName,
@@ -248,41 +250,12 @@ export class FlyteStep implements WorkspaceStep {
         await fn();
         writes++;
       };
-      if (live.state === Project_ProjectState.ACTIVE) {
-        // Attributes first: once archived, FlyteAdmin rejects every project-domain attribute call.
-        const domains = await this.domains(ctx, api);
-        const rows = domains.flatMap((domain) =>
-          MANAGED_RESOURCE_TYPES.map((resourceType) => ({ domain, resourceType })),
-        );
-        const present = await settleAll(
-          rows.map((r) => this.readOwnRow(api, id, { domain: r.domain, resourceType: r.resourceType })),
-        );
-        await settleAll(
-          rows
-            .filter((_, i) => present[i] !== undefined)
-            .map((r) =>
-              write(
-                {
-                  system: 'flyte',
-                  action: 'delete',
-                  target: `Flyte ${resourceTypeName(r.resourceType)} ${id}/${r.domain}`,
-                },
-                () => api.deleteProjectDomainAttributes(id, r.domain, r.resourceType),
-              ),
-            ),
-        );
-      }
+      // Attributes stay: see the header (a delete would also take the users' workflow-level overrides).
       const archivedAlready =
         live.state === Project_ProjectState.ARCHIVED || live.state === Project_ProjectState.SYSTEM_ARCHIVED;
       if (!archivedAlready) {
         await write({ system: 'flyte', action: 'archive', target: `Flyte project ${id}` }, () =>
-          api.updateProject({
-            id,
-            name: live.name,
-            description: live.description,
-            labels: { values: { ...(live.labels?.values ?? {}) } },
-            state: Project_ProjectState.ARCHIVED,
-          }),
+          archiveProject(api, live),
         );
       }
       return {
@@ -290,7 +263,7 @@ export class FlyteStep implements WorkspaceStep {
         reason: archivedAlready ? 'AlreadyArchived' : 'Archived',
         message: archivedAlready
           ? `Flyte project ${id} is archived`
-          : `Flyte project ${id} archived after removing its attributes`,
+          : `Flyte project ${id} archived (its attributes are kept for a re-add)`,
         writes,
         details: { ...details, projectState: ctx.dryRun ? stateName(live.state) : 'ARCHIVED' },
       };
@@ -351,6 +324,20 @@ export class FlyteStep implements WorkspaceStep {
   private now(): number {
     return this.opts.now ? this.opts.now() : Date.now();
   }
+}
+
+/**
+ * Archives `live` as it is: the FULL project with state ARCHIVED (FlyteAdmin writes every field that is
+ * set, and state always). Attributes are left alone; see the header.
+ */
+export async function archiveProject(api: FlyteAdminApi, live: Project): Promise<void> {
+  await api.updateProject({
+    id: live.id,
+    name: live.name,
+    description: live.description,
+    labels: { values: { ...(live.labels?.values ?? {}) } },
+    state: Project_ProjectState.ARCHIVED,
+  });
 }
 
 /**

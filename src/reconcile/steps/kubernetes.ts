@@ -1,4 +1,4 @@
-// Kubernetes step: namespaces, quota, network policy, runner ServiceAccount and RoleBindings.
+// Kubernetes step: namespaces, quota, network policy, runner ServiceAccount, context ConfigMap and RoleBindings.
 // Reads live state (informer cache when available), applies with SSA only where live differs, prunes
 // what is no longer desired, and never touches an object that is not labelled as ours.
 
@@ -42,14 +42,29 @@ export interface KubernetesStepOptions {
   onDrift?: (kind: string) => void;
 }
 
-/** containsDesired, except that quota values compare as quantities (the server canonicalizes them). */
+/**
+ * containsDesired, except that quota values compare as quantities (the server canonicalizes them), and a
+ * ConfigMap's data must match key for key: users read all of it, so a key nobody wants is drift too.
+ */
 function inSync(live: KubeObject, desired: KubeObject): boolean {
+  if (desired.kind === 'ConfigMap')
+    return containsDesired(live, desired) && extraConfigMapKeys(live, desired).length === 0;
   if (desired.kind !== 'ResourceQuota') return containsDesired(live, desired);
   const { spec, ...rest } = desired;
   const want = (spec as { hard?: Record<string, string> }).hard ?? {};
   const have = (live.spec as { hard?: Record<string, string> } | undefined)?.hard ?? {};
   const sameKeys = Object.keys(want).length === Object.keys(have).length;
   return containsDesired(live, rest) && sameKeys && Object.entries(want).every(([k, v]) => sameQuantity(have[k], v));
+}
+
+/** `data.K` / `binaryData` entries of a live ConfigMap that the desired one does not have. */
+function extraConfigMapKeys(live: KubeObject, desired: KubeObject): string[] {
+  const want = (desired.data ?? {}) as Record<string, string>;
+  const extra = Object.keys((live.data ?? {}) as Record<string, string>)
+    .filter((k) => !Object.hasOwn(want, k))
+    .map((k) => `data.${k}`);
+  if (Object.keys((live.binaryData ?? {}) as Record<string, string>).length > 0) extra.push('binaryData');
+  return extra;
 }
 
 const key = (o: { kind: string; metadata: { namespace?: string; name: string } }) =>
@@ -107,14 +122,16 @@ export class KubernetesStep implements WorkspaceStep {
         action: current ? 'update' : 'create',
         target: describeRef(refOf(obj)),
       };
-      if (current) change.detail = diffPaths(current, obj).join(', ');
+      if (current) {
+        const extra = obj.kind === 'ConfigMap' ? extraConfigMapKeys(current, obj) : [];
+        change.detail = [...diffPaths(current, obj), ...extra].join(', ');
+      }
       ctx.changes.push(change);
       if (ctx.dryRun) {
         await this.opts.kube.apply(obj, { dryRun: true });
         continue;
       }
-      await this.applyOne(obj);
-      writes++;
+      writes += await this.applyOne(obj);
       if (ctx.specUnchanged) this.opts.onDrift?.(obj.kind);
     }
 
@@ -126,6 +143,7 @@ export class KubernetesStep implements WorkspaceStep {
     const details: Record<string, string> = {
       namespaces: [...new Set(desired.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name))].join(','),
       serviceAccount: ctx.names.serviceAccount,
+      contextConfigMap: cfg.names.contextConfigMap,
       roleBindings: String(desired.filter((o) => o.kind === 'RoleBinding').length),
     };
     return {
@@ -176,9 +194,22 @@ export class KubernetesStep implements WorkspaceStep {
     );
   }
 
-  private async applyOne(obj: KubeObject): Promise<void> {
+  /** Applies one object; returns the number of writes it took. */
+  private async applyOne(obj: KubeObject): Promise<number> {
     try {
-      await this.opts.kube.apply(obj);
+      const applied = await this.opts.kube.apply(obj);
+      if (obj.kind !== 'ConfigMap') return 1;
+      // Apply drops the keys only this field manager set; keys another writer added survive it and are
+      // removed by a merge patch (which clears a field whoever owns it).
+      const extra = extraConfigMapKeys(applied, obj);
+      if (extra.length === 0) return 1;
+      const patch: { data: Record<string, null>; binaryData?: null } = { data: {} };
+      for (const k of extra) {
+        if (k === 'binaryData') patch.binaryData = null;
+        else patch.data[k.slice('data.'.length)] = null;
+      }
+      await this.opts.kube.mergePatch(refOf(obj), patch);
+      return 2;
     } catch (err) {
       if (err instanceof KubeApiError) {
         const retryable = err.code === 409 || err.code === 429 || err.code >= 500 || err.code === 403;
@@ -226,6 +257,13 @@ export class KubernetesStep implements WorkspaceStep {
           ? cache.listForWorkspace(kind, workspaceId)
           : await this.opts.kube.list(kind, { labelSelector: workspaceSelector(ctx.cfg, workspaceId) });
       for (const o of objects) out.set(key(o), o);
+    }
+    // A workspace's namespaced objects live in its own namespaces. Anything else carrying its labels was
+    // made by someone else (workspace owners may create ConfigMaps, labels included) and is not ours to
+    // judge, prune or delete.
+    const namespaces = new Set([...out.values()].filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name));
+    for (const [k, o] of out) {
+      if (o.metadata.namespace && !namespaces.has(o.metadata.namespace)) out.delete(k);
     }
     return out;
   }

@@ -1,7 +1,7 @@
 // A real Kubernetes control plane for integration tests: etcd + kube-apiserver + kube-controller-manager,
 // started from local binaries (scripts/build-control-plane.sh), the way controller-runtime's envtest does,
 // but with static-token users so tests can act as the controller's real RBAC identity.
-// See shared notes "kubernetes-and-aws.md" §3 for the flags and why they are what they are.
+// docs/external-systems.md (Kubernetes) says what this needs to reproduce and why.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import {
@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-export type Identity = 'admin' | 'controller';
+export type Identity = 'admin' | 'controller' | 'oncall';
 
 export const CONTROLLER_NAMESPACE = 'flyte-workspace-controller';
 export const CONTROLLER_SERVICE_ACCOUNT = 'flyte-workspace-controller';
@@ -35,6 +35,9 @@ export const CONTROLLER_GROUPS = [
 ];
 export const ADMIN_USERNAME = 'admin';
 export const ADMIN_GROUPS = ['system:masters'];
+/** A person on call: no rights of their own, only what manifests/oncall-rbac.yaml grants the group. */
+export const ONCALL_USERNAME = 'oncall@example.com';
+export const ONCALL_GROUPS = ['flyte-workspace-oncall', 'system:authenticated'];
 
 /** The facts a test needs to talk to the control plane (serialisable: passed from globalSetup to workers). */
 export interface KubeConnection {
@@ -43,6 +46,7 @@ export interface KubeConnection {
   caData: string;
   adminToken: string;
   controllerToken: string;
+  oncallToken: string;
 }
 
 export interface ControlPlaneOptions {
@@ -194,7 +198,7 @@ class PortInUseError extends ControlPlaneError {
 }
 
 /** `n` distinct free loopback ports (held open together while picking, so they cannot coincide). */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers = Array.from({ length: n }, () => createServer());
   const ports = await Promise.all(
     servers.map(
@@ -279,6 +283,26 @@ async function until(
 
 // ---------------------------------------------------------------------------------------------------------
 // Files
+
+/** Writes `<dir>/<identity>.kubeconfig` for a connection (e.g. for a controller started as a child process). */
+/** User name and bearer token of a static-token identity of the test control plane. */
+export function credentialsOf(identity: Identity, conn: KubeConnection): { user: string; token: string } {
+  switch (identity) {
+    case 'admin':
+      return { user: ADMIN_USERNAME, token: conn.adminToken };
+    case 'controller':
+      return { user: CONTROLLER_USERNAME, token: conn.controllerToken };
+    case 'oncall':
+      return { user: ONCALL_USERNAME, token: conn.oncallToken };
+  }
+}
+
+export function writeKubeconfigFile(conn: KubeConnection, identity: Identity, dir: string): string {
+  const file = join(dir, `${identity}.kubeconfig`);
+  const { user, token } = credentialsOf(identity, conn);
+  writeFileSync(file, kubeconfigYaml(conn.server, conn.caData, user, token), { mode: 0o600 });
+  return file;
+}
 
 function kubeconfigYaml(server: string, caData: string, user: string, token: string): string {
   // JSON is valid YAML; no dependency needed.
@@ -467,12 +491,14 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     writeFileSync(join(pki, 'sa.pub'), publicKey);
     const adminToken = randomBytes(24).toString('hex');
     const controllerToken = randomBytes(24).toString('hex');
+    const oncallToken = randomBytes(24).toString('hex');
     const tokensFile = join(dir, 'tokens.csv');
     writeFileSync(
       tokensFile,
       [
         `${adminToken},${ADMIN_USERNAME},admin-uid,"${ADMIN_GROUPS.join(',')}"`,
         `${controllerToken},${CONTROLLER_USERNAME},flyte-workspace-controller-uid,"${CONTROLLER_GROUPS.join(',')}"`,
+        `${oncallToken},${ONCALL_USERNAME},oncall-uid,"${ONCALL_GROUPS.join(',')}"`,
         '',
       ].join('\n'),
       { mode: 0o600 },
@@ -540,11 +566,13 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const kubeconfigs: Record<Identity, string> = {
       admin: join(dir, 'admin.kubeconfig'),
       controller: join(dir, 'controller.kubeconfig'),
+      oncall: join(dir, 'oncall.kubeconfig'),
     };
     writeFileSync(kubeconfigs.admin, kubeconfigYaml(server, caData, ADMIN_USERNAME, adminToken), { mode: 0o600 });
     writeFileSync(kubeconfigs.controller, kubeconfigYaml(server, caData, CONTROLLER_USERNAME, controllerToken), {
       mode: 0o600,
     });
+    writeFileSync(kubeconfigs.oncall, kubeconfigYaml(server, caData, ONCALL_USERNAME, oncallToken), { mode: 0o600 });
 
     // ---- kube-controller-manager
     if (opts.controllerManager ?? true) {
@@ -579,6 +607,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       caData,
       adminToken,
       controllerToken,
+      oncallToken,
       dir,
       kubeconfigPath: (identity) => kubeconfigs[identity],
       logTails,

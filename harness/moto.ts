@@ -1,11 +1,14 @@
 // Starts moto's server (an AWS emulator; we use its IAM) on a free local port for tests.
-// See shared notes "kubernetes-and-aws.md" §4 for what moto does and where it deviates from AWS.
+// docs/external-systems.md (IAM) says where moto deviates from AWS; no test may rely on those deviations.
 //
-// The server is `python3 -m moto.server -H 127.0.0.1 -p 0`, run through a tiny wrapper that also exits when
-// its stdin closes: if the test process dies without running exit handlers (SIGKILL, crash), the pipe
-// closes and moto goes with it instead of lingering on the machine.
+// The server is `python -m moto.server -H 127.0.0.1 -p 0` (the project's pinned venv), run through a tiny
+// wrapper that also exits when its stdin closes: if the test process dies without running exit handlers
+// (SIGKILL, crash), the pipe closes and moto goes with it instead of lingering on the machine.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
 export interface Moto {
   /** http://127.0.0.1:<port> — use as the AWS endpoint for every service. */
@@ -17,7 +20,7 @@ export interface Moto {
 }
 
 export interface StartMotoOptions {
-  /** Python interpreter. Default $MOTO_PYTHON or python3. */
+  /** Python interpreter. Default $MOTO_PYTHON, else the project's pinned venv (.tools/moto-venv). */
   python?: string;
   startTimeoutMs?: number;
   /** Extra environment for the server (e.g. MOTO_ACCOUNT_ID). */
@@ -38,8 +41,19 @@ const WRAPPER = [
 
 const LISTENING = /Running on (http:\/\/127\.0\.0\.1:(\d+))/;
 
+/**
+ * The python of the project's moto virtual environment, which scripts/lib/toolchain.sh (ensure_moto; run by
+ * `npm test` and `npm run local`) installs with moto pinned. Found by walking up to the project root, so it
+ * does not depend on where this file lives.
+ */
+export function projectMotoPython(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return join(dir, '.tools', 'moto-venv', 'bin', 'python');
+}
+
 export async function startMoto(opts: StartMotoOptions = {}): Promise<Moto> {
-  const python = opts.python ?? process.env.MOTO_PYTHON ?? 'python3';
+  const python = opts.python ?? process.env.MOTO_PYTHON ?? projectMotoPython();
   const timeoutMs = opts.startTimeoutMs ?? 30_000;
   const child = spawn(python, ['-u', '-c', WRAPPER], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -83,7 +97,9 @@ export async function startMoto(opts: StartMotoOptions = {}): Promise<Moto> {
         clearTimeout(timer);
         reject(
           err.code === 'ENOENT'
-            ? new Error(`cannot start moto: "${python}" not found (install Python 3 and moto[server])`)
+            ? new Error(
+                `cannot start moto: "${python}" not found (\`source scripts/lib/toolchain.sh && ensure_moto\` installs it; npm test and npm run local do)`,
+              )
             : err,
         );
       });
@@ -93,7 +109,7 @@ export async function startMoto(opts: StartMotoOptions = {}): Promise<Moto> {
         reject(
           new Error(
             /No module named ['"]?moto/.test(text)
-              ? `cannot start moto: the Python module "moto" is not installed for ${python} (pip install "moto[server]")`
+              ? `cannot start moto: the Python module "moto" is not installed for ${python} (pip install -r scripts/lib/moto-requirements.txt)`
               : `moto exited before listening (code ${code}, signal ${signal}):\n${text}`,
           ),
         );

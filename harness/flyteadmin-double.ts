@@ -1,10 +1,10 @@
 // In-process FlyteAdmin test double: a real gRPC (HTTP/2 cleartext) server on loopback serving the
 // trimmed `flyteidl.service.AdminService` with the generated messages, implementing FlyteAdmin's
-// documented project and matchable-attribute semantics (see /work/shared/notes/flyteadmin.md §2–§3 and
-// its test-double checklist), plus fault injection, call counters and auth for tests and local runs.
+// project and matchable-attribute semantics as measured against a real FlyteAdmin v1.16.8 (see
+// docs/flyteadmin-semantics.md), plus fault injection, call counters and auth for tests and local runs.
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { clone, create, type Message, type MessageInitShape } from '@bufbuild/protobuf';
+import { clone, create, type Message, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import {
@@ -12,7 +12,7 @@ import {
   type MatchingAttributes,
   MatchingAttributesSchema,
   WorkflowExecutionConfigSchema,
-} from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
+} from '../src/gen/flyteidl/admin/matchable_resource_pb.js';
 import {
   type Domain,
   DomainSchema,
@@ -20,8 +20,8 @@ import {
   type Project,
   Project_ProjectState,
   ProjectSchema,
-} from '../../src/gen/flyteidl/admin/project_pb.js';
-import { AdminService } from '../../src/gen/flyteidl/service/admin_projects_pb.js';
+} from '../src/gen/flyteidl/admin/project_pb.js';
+import { AdminService } from '../src/gen/flyteidl/service/admin_projects_pb.js';
 
 export type AdminMethod = (typeof AdminService.methods)[number]['name'];
 
@@ -32,7 +32,12 @@ const WRITE_METHODS = new Set<string>([
   'DeleteProjectDomainAttributes',
   'UpdateProjectAttributes',
   'DeleteProjectAttributes',
+  'UpdateWorkflowAttributes',
+  'DeleteWorkflowAttributes',
 ]);
+
+/** Row priorities of FlyteAdmin's resource table: the most specific level wins on Get. */
+export const PRIORITY = { project: 5, projectDomain: 10, workflow: 100, launchPlan: 1000 } as const;
 
 export interface FlyteAdminDoubleOptions {
   /** Global domains (FlyteAdmin config); default development, staging, production. */
@@ -48,11 +53,18 @@ export interface FlyteAdminDoubleOptions {
   unimplemented?: AdminMethod[];
 }
 
-export interface StoredAttributes {
+/** The key fields of a resource row; "" is an unset field (a wider level, or a wildcard in Delete). */
+export interface RowKey {
   project: string;
-  /** "" = project-level row. */
   domain: string;
+  workflow: string;
+  launchPlan: string;
+}
+
+export interface StoredAttributes extends RowKey {
   resourceType: MatchableResource;
+  /** PRIORITY of the row's level. */
+  priority: number;
   attributes: MatchingAttributes;
 }
 
@@ -204,7 +216,20 @@ function resourceTypeOf(m: MatchingAttributes | undefined, identifier: string): 
   }
 }
 
-const attrKey = (project: string, domain: string, type: MatchableResource) => `${project}\u0000${domain}\u0000${type}`;
+function priorityOf(k: RowKey): number {
+  if (k.launchPlan !== '') return PRIORITY.launchPlan;
+  if (k.workflow !== '') return PRIORITY.workflow;
+  if (k.domain !== '') return PRIORITY.projectDomain;
+  return PRIORITY.project;
+}
+
+const KEY_FIELDS = ['project', 'domain', 'workflow', 'launchPlan'] as const;
+const rowKey = (k: Partial<RowKey>): RowKey => ({
+  project: k.project ?? '',
+  domain: k.domain ?? '',
+  workflow: k.workflow ?? '',
+  launchPlan: k.launchPlan ?? '',
+});
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -228,7 +253,11 @@ export class FlyteAdminDouble {
   private urlValue = '';
   private server?: http2.Http2Server | http2.Http2SecureServer;
   private readonly projects = new Map<string, Project>();
-  private readonly attributes = new Map<string, StoredAttributes>();
+  /** FlyteAdmin's resource table, in insertion (primary key) order. */
+  private attributes: StoredAttributes[] = [];
+  /** Creation order of projects (the `created_at` column). */
+  private readonly createdAt = new Map<string, number>();
+  private created = 0;
   private domains: Domain[];
   private faults: Fault[] = [];
   private latencyMs = 0;
@@ -292,17 +321,13 @@ export class FlyteAdminDouble {
           if (!a) throw invalid('missing attributes');
           this.validateProjectAndDomain(a.project, a.domain);
           const type = resourceTypeOf(a.matchingAttributes, `${a.project}-${a.domain}`);
-          this.upsert(a.project, a.domain, type, a.matchingAttributes as MatchingAttributes);
+          this.upsert(rowKey(a), type, a.matchingAttributes as MatchingAttributes);
           return {};
         }),
       getProjectDomainAttributes: (req, ctx) =>
         this.handle('GetProjectDomainAttributes', ctx, req, () => {
           this.validateProjectAndDomain(req.project, req.domain);
-          // Most specific row first, then the project-level one (ResourceRepo.Get priority order).
-          const row =
-            this.attributes.get(attrKey(req.project, req.domain, req.resourceType)) ??
-            this.attributes.get(attrKey(req.project, '', req.resourceType));
-          if (!row) throw notFound(req.project, req.domain, req.resourceType);
+          const row = this.mostSpecific(rowKey(req), req.resourceType);
           return {
             attributes: {
               project: row.project,
@@ -314,8 +339,7 @@ export class FlyteAdminDouble {
       deleteProjectDomainAttributes: (req, ctx) =>
         this.handle('DeleteProjectDomainAttributes', ctx, req, () => {
           this.validateProjectAndDomain(req.project, req.domain);
-          this.attributes.delete(attrKey(req.project, req.domain, req.resourceType));
-          this.counts.appliedWrites++;
+          this.wildcardDelete(rowKey(req), req.resourceType);
           return {};
         }),
       updateProjectAttributes: (req, ctx) =>
@@ -324,17 +348,20 @@ export class FlyteAdminDouble {
           if (!a) throw invalid('missing attributes');
           this.validateProjectForUpdate(a.project);
           const type = resourceTypeOf(a.matchingAttributes, a.project);
-          this.upsert(a.project, '', type, a.matchingAttributes as MatchingAttributes);
+          this.upsert(rowKey({ project: a.project }), type, a.matchingAttributes as MatchingAttributes);
           return {};
         }),
       getProjectAttributes: (req, ctx) =>
         this.handle('GetProjectAttributes', ctx, req, () => {
-          if (!this.projects.has(req.project)) {
+          if (!this.lookupProject(req.project)) {
             throw invalid(
               `failed to validate that project [${req.project}] is registered, err: [project [${req.project}] not found]`,
             );
           }
-          const row = this.attributes.get(attrKey(req.project, '', req.resourceType));
+          // Only the exact project-level row (GetProjectLevel), no fallback.
+          const row = this.attributes.find(
+            (r) => r.resourceType === req.resourceType && r.priority === PRIORITY.project && r.project === req.project,
+          );
           if (req.resourceType === MatchableResource.WORKFLOW_EXECUTION_CONFIG) {
             // FlyteAdmin merges its configured defaults into this type (or answers them when unset).
             const wec =
@@ -349,7 +376,7 @@ export class FlyteAdminDouble {
               },
             };
           }
-          if (!row) throw notFound(req.project, '', req.resourceType);
+          if (!row) throw notFound(rowKey(req), req.resourceType);
           return {
             attributes: { project: req.project, matchingAttributes: clone(MatchingAttributesSchema, row.attributes) },
           };
@@ -357,10 +384,53 @@ export class FlyteAdminDouble {
       deleteProjectAttributes: (req, ctx) =>
         this.handle('DeleteProjectAttributes', ctx, req, () => {
           this.validateProjectForUpdate(req.project);
-          this.attributes.delete(attrKey(req.project, '', req.resourceType));
-          this.counts.appliedWrites++;
+          this.wildcardDelete(rowKey(req), req.resourceType);
           return {};
         }),
+      updateWorkflowAttributes: (req, ctx) =>
+        this.handle('UpdateWorkflowAttributes', ctx, req, () => {
+          const a = req.attributes;
+          if (!a) throw invalid('missing attributes');
+          if (a.workflow === '') throw invalid('missing name');
+          this.validateProjectAndDomain(a.project, a.domain);
+          const type = resourceTypeOf(a.matchingAttributes, `${a.project}-${a.domain}-${a.workflow}`);
+          this.upsert(rowKey(a), type, a.matchingAttributes as MatchingAttributes);
+          return {};
+        }),
+      getWorkflowAttributes: (req, ctx) =>
+        this.handle('GetWorkflowAttributes', ctx, req, () => {
+          if (req.workflow === '') throw invalid('missing name');
+          this.validateProjectAndDomain(req.project, req.domain);
+          const row = this.mostSpecific(rowKey(req), req.resourceType);
+          return {
+            attributes: {
+              project: row.project,
+              domain: row.domain,
+              workflow: row.workflow,
+              matchingAttributes: clone(MatchingAttributesSchema, row.attributes),
+            },
+          };
+        }),
+      deleteWorkflowAttributes: (req, ctx) =>
+        this.handle('DeleteWorkflowAttributes', ctx, req, () => {
+          if (req.workflow === '') throw invalid('missing name');
+          this.validateProjectAndDomain(req.project, req.domain);
+          this.wildcardDelete(rowKey(req), req.resourceType);
+          return {};
+        }),
+      listMatchableAttributes: (req, ctx) =>
+        this.handle('ListMatchableAttributes', ctx, req, () => ({
+          configurations: this.attributes
+            .filter((r) => r.resourceType === req.resourceType)
+            .sort((a, b) => b.priority - a.priority)
+            .map((r) => ({
+              project: r.project,
+              domain: r.domain,
+              workflow: r.workflow,
+              launchPlan: r.launchPlan,
+              attributes: clone(MatchingAttributesSchema, r.attributes),
+            })),
+        })),
     });
   }
 
@@ -440,10 +510,7 @@ export class FlyteAdminDouble {
   inspect(): { projects: Project[]; attributes: StoredAttributes[] } {
     return {
       projects: [...this.projects.values()].map((p) => clone(ProjectSchema, p)),
-      attributes: [...this.attributes.values()].map((a) => ({
-        ...a,
-        attributes: clone(MatchingAttributesSchema, a.attributes),
-      })),
+      attributes: this.attributes.map((a) => ({ ...a, attributes: clone(MatchingAttributesSchema, a.attributes) })),
     };
   }
 
@@ -452,8 +519,15 @@ export class FlyteAdminDouble {
     return p && clone(ProjectSchema, p);
   }
 
-  attributesOf(project: string, domain: string, type: MatchableResource): MatchingAttributes | undefined {
-    const row = this.attributes.get(attrKey(project, domain, type));
+  /** The row stored exactly at this key (no fallback); `at` names a workflow or launch-plan level row. */
+  attributesOf(
+    project: string,
+    domain: string,
+    type: MatchableResource,
+    at: { workflow?: string; launchPlan?: string } = {},
+  ): MatchingAttributes | undefined {
+    const key = rowKey({ project, domain, ...at });
+    const row = this.attributes.find((r) => r.resourceType === type && sameKey(r, key));
     return row && clone(MatchingAttributesSchema, row.attributes);
   }
 
@@ -462,19 +536,31 @@ export class FlyteAdminDouble {
     const p = create(ProjectSchema, init);
     p.domains = [];
     this.projects.set(p.id, p);
+    this.createdAt.set(p.id, ++this.created);
   }
 
-  /** Stores an attribute row directly (domain "" = project level). */
-  seedAttributes(project: string, domain: string, attributes: MessageInitShape<typeof MatchingAttributesSchema>): void {
+  /**
+   * Stores an attribute row directly at its level (domain "" = project level; `at.launchPlan` = launch-plan
+   * level, which FlyteAdmin's API cannot write but its database holds).
+   */
+  seedAttributes(
+    project: string,
+    domain: string,
+    attributes: MessageInitShape<typeof MatchingAttributesSchema>,
+    at: { workflow?: string; launchPlan?: string } = {},
+  ): void {
     const m = create(MatchingAttributesSchema, attributes);
     const type = resourceTypeOf(m, project);
-    this.attributes.set(attrKey(project, domain, type), { project, domain, resourceType: type, attributes: m });
+    const key = rowKey({ project, domain, ...at });
+    this.attributes = this.attributes.filter((r) => !(r.resourceType === type && sameKey(r, key)));
+    this.attributes.push({ ...key, resourceType: type, priority: priorityOf(key), attributes: m });
   }
 
   /** Forgets all state, faults and counters (keeps the server and its address). */
   reset(): void {
     this.projects.clear();
-    this.attributes.clear();
+    this.createdAt.clear();
+    this.attributes = [];
     this.faults = [];
     this.latencyMs = 0;
     this.down = false;
@@ -557,13 +643,15 @@ export class FlyteAdminDouble {
     stored.org = '';
     stored.domains = [];
     this.projects.set(stored.id, stored);
+    this.createdAt.set(stored.id, ++this.created);
     this.counts.appliedWrites++;
     return {};
   }
 
   private update(req: Project): Record<string, never> {
-    const current = this.projects.get(req.id);
-    // Existence first, then validation (an invalid id gets NotFound, as in FlyteAdmin).
+    const current = this.lookupProject(req.id);
+    // Existence first, then validation (an invalid id gets NotFound, as in FlyteAdmin; an empty id finds
+    // some project, then fails validation with "missing project_id").
     if (!current) throw new ConnectError(`project [${req.id}] not found`, Code.NotFound);
     validateProject(req);
     // gorm Updates(struct): zero values are skipped; labels replaced when present; state always written.
@@ -608,6 +696,8 @@ export class FlyteAdminDouble {
       name: (p) => p.name,
       description: (p) => p.description,
       state: (p) => p.state,
+      created_at: (p) => this.createdAt.get(p.id) ?? 0,
+      updated_at: (p) => this.createdAt.get(p.id) ?? 0,
     };
     const get = column[key];
     if (!get) throw invalid(`invalid sort_by key ${key}`);
@@ -622,8 +712,17 @@ export class FlyteAdminDouble {
     return { projects: page.map((p) => this.withDomains(p)), token };
   }
 
+  /**
+   * ProjectRepo.Get: an empty id is a zero-valued gorm condition, so it matches the first stored project
+   * (measured: the real server accepts `project: ""` in attribute calls whenever any project exists).
+   */
+  private lookupProject(id: string): Project | undefined {
+    if (id !== '') return this.projects.get(id);
+    return this.projects.values().next().value;
+  }
+
   private validateProjectAndDomain(project: string, domain: string): void {
-    const p = this.projects.get(project);
+    const p = this.lookupProject(project);
     if (!p) {
       throw invalid(
         `failed to validate that project [${project}] and domain [${domain}] are registered, err: [project [${project}] not found]`,
@@ -638,7 +737,7 @@ export class FlyteAdminDouble {
   }
 
   private validateProjectForUpdate(project: string): void {
-    const p = this.projects.get(project);
+    const p = this.lookupProject(project);
     if (!p) {
       throw invalid(
         `failed to validate that project [${project}] is registered, err: [project [${project}] not found]`,
@@ -647,9 +746,17 @@ export class FlyteAdminDouble {
     if (p.state !== Project_ProjectState.ACTIVE) throw invalid(`project [${project}] is not active`);
   }
 
-  private upsert(project: string, domain: string, type: MatchableResource, m: MatchingAttributes): void {
-    const key = attrKey(project, domain, type);
-    const existing = this.attributes.get(key);
+  /**
+   * ResourceRepo.CreateOrUpdate: FirstOrCreate on a gorm struct (zero-valued fields dropped from the
+   * WHERE, priority kept), then Save of the whole MatchingAttributes. With every key field set this is an
+   * exact upsert; with `project: ""` it overwrites the first row of that domain, type and level in ANY
+   * project, or creates a row with an empty project.
+   */
+  private upsert(key: RowKey, type: MatchableResource, m: MatchingAttributes): void {
+    const priority = priorityOf(key);
+    const existing = this.attributes.find(
+      (r) => r.resourceType === type && r.priority === priority && matchesSetFields(r, key),
+    );
     let value = clone(MatchingAttributesSchema, m);
     if (
       existing &&
@@ -668,14 +775,43 @@ export class FlyteAdminDouble {
       }
       value = merged;
     }
-    this.attributes.set(key, { project, domain, resourceType: type, attributes: value });
+    if (existing) existing.attributes = value;
+    else this.attributes.push({ ...key, resourceType: type, priority, attributes: value });
+    this.counts.appliedWrites++;
+  }
+
+  /**
+   * ResourceRepo.Get: `project IN ('', p) AND domain IN ('', d) AND workflow IN ('', w) AND launch_plan
+   * IN ('', l)`, highest priority first: the most specific row, falling back to wider levels.
+   */
+  private mostSpecific(key: RowKey, type: MatchableResource): StoredAttributes {
+    let best: StoredAttributes | undefined;
+    for (const r of this.attributes) {
+      if (r.resourceType !== type) continue;
+      if (!KEY_FIELDS.every((f) => r[f] === '' || r[f] === key[f])) continue;
+      if (!best || r.priority > best.priority) best = r;
+    }
+    if (!best) throw notFound(key, type);
+    return best;
+  }
+
+  /**
+   * ResourceRepo.Delete: a gorm struct WHERE, so every key field left empty matches anything. Deleting a
+   * project-domain row also deletes that project-domain's workflow and launch-plan rows of the type.
+   */
+  private wildcardDelete(key: RowKey, type: MatchableResource): void {
+    this.attributes = this.attributes.filter((r) => !(r.resourceType === type && matchesSetFields(r, key)));
     this.counts.appliedWrites++;
   }
 }
 
-function notFound(project: string, domain: string, type: MatchableResource): ConnectError {
+const sameKey = (a: RowKey, b: RowKey) => KEY_FIELDS.every((f) => a[f] === b[f]);
+/** The row agrees with every non-empty field of `key` (gorm drops zero values from a struct WHERE). */
+const matchesSetFields = (row: RowKey, key: RowKey) => KEY_FIELDS.every((f) => key[f] === '' || row[f] === key[f]);
+
+function notFound(k: RowKey, type: MatchableResource): ConnectError {
   return new ConnectError(
-    `Resource [{Project:${project} Domain:${domain} Workflow: LaunchPlan: ResourceType:${MatchableResource[type]}}] not found`,
+    `Resource [{Project:${k.project} Domain:${k.domain} Workflow:${k.workflow} LaunchPlan:${k.launchPlan} ResourceType:${MatchableResource[type]}}] not found`,
     Code.NotFound,
   );
 }
@@ -690,10 +826,14 @@ function parseFilter(expr: string): (p: Project) => boolean {
     name: (p) => p.name,
     description: (p) => p.description,
     state: (p) => p.state,
+    // The labels column holds the whole serialized Project: a filter on it matches bytes anywhere in it
+    // (a name or description containing the text matches too).
+    labels: (p) => Buffer.from(toBinary(ProjectSchema, p)).toString('latin1'),
   };
   const get = getters[field];
   if (!get) throw invalid(`invalid filter field ${field}`);
-  const conv = (v: string) => (field === 'state' ? Number(v) : v);
+  const conv = (v: string) =>
+    field === 'state' ? Number(v) : field === 'labels' ? Buffer.from(v, 'utf8').toString('latin1') : v;
   switch (op) {
     case 'eq':
       return (p) => get(p) === conv(raw);
