@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import pino from 'pino';
 import { type Dispatcher, request as undiciRequest } from 'undici';
+import { startFaultProxy } from '../harness/aws-fault-proxy.js';
 import { ControllerProcess } from '../harness/controller-process.js';
 import { type ControlPlane, startControlPlane } from '../harness/controlplane.js';
 import { controllerNodeInvocationOf } from '../harness/deployment-manifest.js';
@@ -60,6 +61,14 @@ import type {
   MemoryReading,
   PassResult,
 } from './bench/results.js';
+import {
+  renderSickDeps,
+  runSickDeps,
+  SICK_FLYTE_CALL_TIMEOUT_MS,
+  type SickDepsOptions,
+  type SickDepsResult,
+} from './bench/sick-deps.js';
+import { latencySummary, percentile } from './bench/stats.js';
 import { StatusTracker } from './bench/tracker.js';
 import { medianOf, type TrialKind, trialOrder } from './bench/trials.js';
 
@@ -94,6 +103,8 @@ export interface BenchOptions {
   controllerNodeArgs: string[];
   /** Seconds of kube-apiserver CPU profile to take during the baseline and the cold start (0 = none). */
   profileApiserverSeconds: number;
+  /** Run the sick-dependency scenarios (scripts/bench/sick-deps.ts) instead of the passes. */
+  sickDeps?: Omit<SickDepsOptions, 'n'> & { awsRequestsPerSecond: number };
   out: string;
 }
 
@@ -112,6 +123,12 @@ function options(argv: string[]): BenchOptions {
       'change-samples': { type: 'string', default: '100' },
       'controller-node-args': { type: 'string' },
       'profile-apiserver': { type: 'string', default: '0' },
+      'sick-deps': { type: 'boolean', default: false },
+      'sick-removals': { type: 'string', default: '120' },
+      'sick-removal-rate': { type: 'string', default: '4' },
+      'sick-load-rate': { type: 'string', default: '1' },
+      'sick-warmup': { type: 'string', default: '12' },
+      'sick-aws-rps': { type: 'string', default: '50' },
       out: { type: 'string', default: 'bench-results' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -134,6 +151,16 @@ function options(argv: string[]): BenchOptions {
                       command of manifests/deployment.yaml ships (what runs in production, the default)
   --profile-apiserver S  take an S-second CPU profile of kube-apiserver during the baseline and during
                       the cold start (logs dir, apiserver-*.pprof; read with \`go tool pprof -top\`)
+  --sick-deps         instead of the passes: N full workspaces converged, then user removals (write →
+                      RoleBinding deleted) with healthy dependencies, FlyteAdmin slow (10 s per call),
+                      FlyteAdmin black-holed, IAM throttling every call and healthy again, in one run
+                      (scripts/bench/sick-deps.ts)
+  --sick-removals K   removals per scenario (default 120)
+  --sick-removal-rate R  removals per second (default 4)
+  --sick-load-rate R  new workspaces per second during each scenario, to keep the sick lane full (default 1)
+  --sick-warmup S     seconds of that load before the first removal (default 12)
+  --sick-aws-rps R    aws.requestsPerSecond (and burst) for this scenario (default 50: N new roles at the
+                      shipped 5/s would take minutes; the budget is spent inside the IAM lane either way)
   --out DIR           where reports go (default bench-results)`);
     process.exit(0);
   }
@@ -155,6 +182,17 @@ function options(argv: string[]): BenchOptions {
     changeSamples: int('change-samples', values['change-samples'], 0),
     profileApiserverSeconds: int('profile-apiserver', values['profile-apiserver'], 0),
     controllerNodeArgs: (values['controller-node-args'] ?? deploymentNodeFlags()).split(/\s+/).filter(Boolean),
+    ...(values['sick-deps']
+      ? {
+          sickDeps: {
+            removals: int('sick-removals', values['sick-removals'], 1),
+            removalRate: int('sick-removal-rate', values['sick-removal-rate'], 0.1),
+            loadRate: int('sick-load-rate', values['sick-load-rate'], 0.1),
+            warmupSeconds: int('sick-warmup', values['sick-warmup'], 0),
+            awsRequestsPerSecond: int('sick-aws-rps', values['sick-aws-rps'], 1),
+          },
+        }
+      : {}),
     out: values.out ?? 'bench-results',
   };
 }
@@ -591,12 +629,6 @@ function memoryOf(s: Samples, pid: number | undefined): MemoryReading {
   };
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return round(sorted[i] as number, 0);
-}
-
 function trialOf(roundIndex: number, kind: TrialKind, n: number, seconds: number, cpu: CpuUsage): ColdStartTrial {
   return {
     round: roundIndex,
@@ -712,6 +744,19 @@ async function isolatedTrial(
   }
 }
 
+/** Controller settings every benchmark controller shares; each pass adds its Flyte and AWS settings. */
+function benchOverrides(opts: BenchOptions) {
+  return {
+    sourceNamespaces: [SRC],
+    leaderElection: { enabled: false },
+    server: { metricsPort: 0, healthPort: 0, bindAddress: '127.0.0.1' },
+    // Long resync period: the periodic resync is not under test (SIGHUP is). The drift-check intervals
+    // (IAM 1 h, Flyte 30 min by default) are longer than a pass, so the resync measures the no-op path.
+    reconcile: { concurrency: opts.concurrency, resyncPeriodSeconds: 3600 },
+    tiers: { large: LARGE_TIER },
+  };
+}
+
 async function runPass(ctx: PassContext): Promise<PassResult> {
   const { opts, name } = ctx;
   const external = name === 'full';
@@ -728,13 +773,7 @@ async function runPass(ctx: PassContext): Promise<PassResult> {
       cleanups.push(() => (moto as Moto).stop());
     }
     const overrides = {
-      sourceNamespaces: [SRC],
-      leaderElection: { enabled: false },
-      server: { metricsPort: 0, healthPort: 0, bindAddress: '127.0.0.1' },
-      // Long resync period: the periodic resync is not under test (SIGHUP is). The drift-check intervals
-      // (IAM 1 h, Flyte 30 min by default) are longer than a pass, so the resync measures the no-op path.
-      reconcile: { concurrency: opts.concurrency, resyncPeriodSeconds: 3600 },
-      tiers: { large: LARGE_TIER },
+      ...benchOverrides(opts),
       flyte: double ? { enabled: true, endpoint: double.url, insecure: true } : { enabled: false },
       aws: moto ? { enabled: true, endpoint: moto.endpoint } : { enabled: false },
       logLevel: 'info',
@@ -1006,11 +1045,7 @@ async function runChurn(
     completed: lat.length,
     timedOut: results.length - lat.length,
     byKind,
-    p50Ms: percentile(lat, 50),
-    p95Ms: percentile(lat, 95),
-    p99Ms: percentile(lat, 99),
-    maxMs: round(lat.at(-1) ?? 0, 0),
-    meanMs: round(lat.reduce((a, b) => a + b, 0) / Math.max(1, lat.length), 0),
+    ...latencySummary(lat),
     writeMsP50: percentile(writes, 50),
     cpu,
     cost: costOf(s0, s1, results.length),
@@ -1071,15 +1106,101 @@ async function main(): Promise<void> {
     options: opts,
   };
   say(`commit ${commit}${dirty ? ' (src has uncommitted changes)' : ''}; logs in ${logDir}`);
+  const base = join(outDir, stamp);
+  if (opts.sickDeps) {
+    const sickDeps = await sickDepsPass(opts, binDir, logDir);
+    const report = { meta, sickDeps };
+    const md =
+      `# Controller benchmark, ${meta.date.slice(0, 16).replace('T', ' ')} UTC\n\nCommit \`${commit}\`${dirty ? ' (with uncommitted changes in src/)' : ''}, ` +
+      `Node ${meta.node}, ${meta.cpus} × ${meta.cpuModel}, ${meta.memGiB} GiB. Options: \`${JSON.stringify(opts)}\`.\n\n${renderSickDeps(sickDeps)}`;
+    writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(`${base}.md`, md);
+    say(`wrote ${base}.md and ${base}.json`);
+    process.stdout.write(md);
+    return;
+  }
   const passes: PassResult[] = [];
   passes.push(await runPass({ opts, binDir, logDir, name: 'kubernetes' }));
   if (!opts.skipExternal) passes.push(await runPass({ opts, binDir, logDir, name: 'full' }));
   const report = { meta, passes };
-  const base = join(outDir, stamp);
   writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(`${base}.md`, renderMarkdown(report));
   say(`wrote ${base}.md and ${base}.json`);
   process.stdout.write(renderMarkdown(report));
+}
+
+/**
+ * The sick-dependency scenarios on a control plane of their own: FlyteAdmin double, moto behind the AWS
+ * fault proxy, one controller process with the shipped lane widths and worker count.
+ */
+async function sickDepsPass(opts: BenchOptions, binDir: string, logDir: string): Promise<SickDepsResult> {
+  const sick = opts.sickDeps as NonNullable<BenchOptions['sickDeps']>;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  try {
+    const double = await startFlyteAdminDouble();
+    cleanups.push(() => double.close());
+    const moto = await startMoto();
+    cleanups.push(() => moto.stop());
+    const awsProxy = await startFaultProxy(moto.endpoint);
+    cleanups.push(() => awsProxy.stop());
+    const env = await startEnv(binDir);
+    cleanups.push(() => env.cp.stop());
+    const overrides = {
+      ...benchOverrides(opts),
+      flyte: { enabled: true, endpoint: double.url, insecure: true, callTimeoutMs: SICK_FLYTE_CALL_TIMEOUT_MS },
+      aws: {
+        enabled: true,
+        endpoint: awsProxy.endpoint,
+        requestsPerSecond: sick.awsRequestsPerSecond,
+        requestBurst: sick.awsRequestsPerSecond,
+      },
+      logLevel: 'info',
+    };
+    const cfg = mergeConfig(defaultConfig(), overrides);
+    validateConfig(cfg);
+    const cfgFile = join(logDir, 'config-sick-deps.json');
+    writeFileSync(cfgFile, JSON.stringify(overrides, null, 2));
+    return await runSickDeps(
+      {
+        env,
+        cfg,
+        sourceNamespace: SRC,
+        double,
+        awsProxy,
+        workspaces,
+        configMapOf,
+        hashOf,
+        createConfigMaps: (namespace, list) => createConfigMaps(env, namespace, list as WorkspaceState[]),
+        startController: (logName) => {
+          const c = startController(
+            cfgFile,
+            env.cp.kubeconfigPath('controller'),
+            join(logDir, `${logName}.log`),
+            opts.controllerNodeArgs,
+          );
+          env.controllerPid = c.child.pid;
+          return {
+            scrape: () => c.scrape(),
+            stop: () => c.stop(30_000),
+            whenReady: (ms) => whenReady(c, ms),
+            startedAt: c.startedAt,
+            errors: c.errors,
+          };
+        },
+        settle: (maxMs) => settle(env, maxMs),
+        say,
+      },
+      {
+        n: opts.n,
+        removals: sick.removals,
+        removalRate: sick.removalRate,
+        loadRate: sick.loadRate,
+        warmupSeconds: sick.warmupSeconds,
+      },
+    );
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => say(`cleanup: ${(e as Error).message}`));
+  }
 }
 
 main().then(
