@@ -74,6 +74,9 @@ const COMMAND_OPTIONS: Record<string, string[]> = {
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // The interim stop handlers are for the daemon's start-up; the other commands handle (or ignore) signals
+  // themselves, e.g. `status --watch` ends with exit 0 on Ctrl-C.
+  if (command !== 'run') releaseEarlySignals();
   if (!command || command === '--help' || command === '-h' || command === 'help') {
     console.log(USAGE.main);
     return command ? 0 : 2;

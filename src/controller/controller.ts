@@ -71,6 +71,9 @@ export class WorkspaceController {
   private sweeper?: OrphanSweeper;
   private readonly phases = new Map<string, string>();
   private readonly lanes: Partial<Record<StepName, SystemLane>> = {};
+  /** Set by stop(): only keys with a pass under way are reconciled (see stop). */
+  private draining = false;
+  private readonly notStartedWhileDraining = new Set<string>();
   private stopped = false;
   /** True until every cache has listed once (see eventPriority). */
   private replayingInitialList = true;
@@ -191,6 +194,10 @@ export class WorkspaceController {
   }
 
   private async process(key: string): Promise<{ requeueAfterMs?: number; waiting?: boolean } | undefined> {
+    if (this.draining && !this.reconciler.hasPass(key)) {
+      this.notStartedWhileDraining.add(key);
+      return undefined;
+    }
     const start = performance.now();
     this.inFlight.set(key, []);
     const { controllerName } = this.o.cfg;
@@ -358,7 +365,16 @@ export class WorkspaceController {
     this.stopped = true;
     this.sweeper?.stop();
     const started = Date.now();
-    const abandoned = await this.queue.shutDown({ drainTimeoutMs: drainMs });
+    // Drain: reconciles already under way finish their pass (a step settling in its lane brings the key
+    // back for the next step); keys that had not started are left to the next leader.
+    this.draining = true;
+    while (Date.now() - started < drainMs && !(this.queue.idle(0) && this.lanesIdle())) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const abandoned = await this.queue.shutDown({
+      drainTimeoutMs: Math.max(0, drainMs - (Date.now() - started)),
+    });
+    for (const k of this.notStartedWhileDraining) if (!abandoned.includes(k)) abandoned.push(k);
     // External steps still in their lanes: as long as the drain allows, then abandoned (the next leader
     // redoes them; every step is idempotent).
     const left = Math.max(0, drainMs - (Date.now() - started));

@@ -115,6 +115,11 @@ export class WorkspaceReconciler {
 
   constructor(private readonly d: ReconcilerDeps) {}
 
+  /** Whether a pass of `key` is under way: some step of it is still running or queued in its lane. */
+  hasPass(key: string): boolean {
+    return this.passes.has(key);
+  }
+
   /** Forgets a key's pass and lane results (its ConfigMap is gone for good). */
   forget(key: string): void {
     this.passes.delete(key);

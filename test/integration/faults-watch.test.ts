@@ -220,7 +220,7 @@ describe('watch faults (proxy between controller and kube-apiserver)', () => {
     expect(totals.problems).toEqual([]);
   });
 
-  it('ConfigMap watch events 1.5 s behind the writes: still one reconcile per workspace, and the phase metric catches up', async () => {
+  it('ConfigMap watch events 1.5 s behind the writes: late echoes queue nothing, and the phase metric catches up', async () => {
     await env.controller.waitIdle();
     const phaseCount = async (phase: string) =>
       sumSeries(await env.metrics.render(), 'flyte_workspace_workspaces', new RegExp(`phase="${phase}"`));
@@ -240,11 +240,15 @@ describe('watch faults (proxy between controller and kube-apiserver)', () => {
         message: `flyte_workspace_workspaces{phase="Ready"} to reach ${ready.length}`,
       });
       expect(await phaseCount('Provisioning')).toBe(0);
-      // Late echoes of the controller's own writes are recognised as such: they queue nothing.
+      // Late echoes of the controller's own writes are recognised as such: they queue nothing. (How many
+      // reconciles the workspaces took is not fixed here: each external step that ran in its lane brings its
+      // workspace back once, and a reconcile that read the 1.5 s old cache may be redone.)
+      const reconcilesAtReady = sumSeries(await env.metrics.render(), 'controller_runtime_reconcile_total');
+      expect(reconcilesAtReady - reconcilesBefore).toBeGreaterThanOrEqual(ids.length);
+      expect(reconcilesAtReady - reconcilesBefore).toBeLessThanOrEqual(ids.length * 6);
       await new Promise((r) => setTimeout(r, 2500));
       await env.controller.waitIdle();
-      const reconciles = sumSeries(await env.metrics.render(), 'controller_runtime_reconcile_total') - reconcilesBefore;
-      expect(reconciles).toBe(ids.length);
+      expect(sumSeries(await env.metrics.render(), 'controller_runtime_reconcile_total')).toBe(reconcilesAtReady);
     } finally {
       env.kubeProxy?.delayWatches(0);
     }
