@@ -208,7 +208,12 @@ describe('two daemons on one Lease', () => {
           timeoutMs: 10_000,
           message: 'the follower to take the released Lease',
         });
-        // Released: the holder went to "" (not left to expire), then the follower took it.
+        // Released: the holder went to "" (not left to expire), then the follower took it. The Lease watch
+        // may deliver the follower's update a moment after the GET above saw it.
+        await waitFor(() => watch.holders.at(-1) === follower.identity, {
+          timeoutMs: 10_000,
+          message: `the Lease watch to see the follower take over: ${JSON.stringify(watch.holders)}`,
+        });
         const i = watch.holders.lastIndexOf(leader.identity);
         expect(watch.holders.slice(Math.max(0, i)), JSON.stringify(watch.holders)).toEqual([
           ...(i >= 0 ? [leader.identity] : []),
