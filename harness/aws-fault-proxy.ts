@@ -36,9 +36,18 @@ export interface FaultProxy {
   /** Requests per Action among those the step names as writes (anything but Get/List). */
   writeCounts(): Record<string, number>;
   total(): number;
+  /** Every request in arrival order (action and the RoleName it names, if any), bounded to the last 100,000. */
+  requests(): readonly ProxiedRequest[];
   resetCounts(): void;
   stop(): Promise<void>;
 }
+
+export interface ProxiedRequest {
+  action: string;
+  roleName?: string;
+}
+
+const REQUEST_LOG_LIMIT = 100_000;
 
 const KNOWN: Record<FaultKind, { code: string; status: number; type: 'Sender' | 'Receiver'; message: string }> = {
   Throttling: { code: 'Throttling', status: 400, type: 'Sender', message: 'Rate exceeded' },
@@ -68,6 +77,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let seen = new Map<string, number>();
   let injected = new Map<string, number>();
   let requestSeq = 0;
+  let log: ProxiedRequest[] = [];
   const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
 
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -77,6 +87,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       const body = Buffer.concat(chunks);
       const action = actionOf(req, body);
       bump(seen, action);
+      const roleName = formField(req, body, 'RoleName');
+      log.push(roleName ? { action, roleName } : { action });
+      if (log.length > REQUEST_LOG_LIMIT) log = log.slice(-REQUEST_LOG_LIMIT / 2);
       const i = faults.findIndex((f) => f.left > 0 && (!f.fault.action || f.fault.action === action));
       if (i >= 0) {
         const f = faults[i] as { fault: Fault; left: number };
@@ -127,9 +140,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     injectedCounts: () => Object.fromEntries(injected),
     writeCounts: () => Object.fromEntries([...seen].filter(([a]) => !/^(Get|List)/.test(a))),
     total: () => [...seen.values()].reduce((a, b) => a + b, 0),
+    requests: () => log,
     resetCounts() {
       seen = new Map();
       injected = new Map();
+      log = [];
     },
     stop: () =>
       new Promise<void>((resolve) => {
@@ -139,14 +154,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   };
 }
 
-function actionOf(req: IncomingMessage, body: Buffer): string {
-  const fromQuery = new URL(req.url ?? '/', 'http://x').searchParams.get('Action');
+function formField(req: IncomingMessage, body: Buffer, name: string): string | undefined {
+  const fromQuery = new URL(req.url ?? '/', 'http://x').searchParams.get(name);
   if (fromQuery) return fromQuery;
   const type = String(req.headers['content-type'] ?? '');
-  if (type.includes('application/x-www-form-urlencoded')) {
-    const action = new URLSearchParams(body.toString('utf8')).get('Action');
-    if (action) return action;
-  }
+  if (!type.includes('application/x-www-form-urlencoded')) return undefined;
+  return new URLSearchParams(body.toString('utf8')).get(name) ?? undefined;
+}
+
+function actionOf(req: IncomingMessage, body: Buffer): string {
+  const action = formField(req, body, 'Action');
+  if (action) return action;
   const target = req.headers['x-amz-target'];
   if (typeof target === 'string') return target.split('.').pop() ?? target;
   return `${req.method} ${req.url}`;
