@@ -18,24 +18,15 @@
 import type { Logger } from 'pino';
 import { type Clock, systemClock, type Timer } from '../kinds/clock.js';
 import type { KubeObject } from '../kinds/kubernetes.js';
-import type { ListOptions, ListResult, WatchEventType, WatchHandle, WatchOptions } from '../kube/client.js';
+import type { KubeClient, ListOptions, ListResult, WatchEventType, WatchHandle, WatchOptions } from '../kube/client.js';
 import { WatchInactiveError } from '../kube/client.js';
 import { isExpired, statusErrorOfEvent } from '../kube/status.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 export type { KubeObject, ListOptions, ListResult, WatchEventType, WatchHandle, WatchOptions };
 
-/** What the reflector needs from a Kubernetes client: a paginated LIST and a WATCH stream (see KubeClient). */
-export interface ListWatchClient {
-  list(path: string, opts: ListOptions): Promise<ListResult>;
-  watch(
-    path: string,
-    opts: WatchOptions,
-    onEvent: (type: WatchEventType, obj: KubeObject) => void,
-    onDone: (err?: unknown) => void,
-    onOpen?: () => void,
-  ): WatchHandle;
-}
+/** What the reflector needs from a Kubernetes client: a paginated LIST and a WATCH stream. */
+export type ListWatchClient = Pick<KubeClient, 'list' | 'watch'>;
 
 // ---------------------------------------------------------------------------------------------------------
 // Reflector
