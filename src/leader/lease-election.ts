@@ -136,6 +136,7 @@ function httpStatus(e: unknown): number | undefined {
 }
 
 function errMessage(e: unknown): string {
+  if (e instanceof KubeStatusError) return `HTTP ${e.code}: ${e.message}`;
   if (e instanceof Error)
     return e.name === 'AbortError' || e.name === 'TimeoutError' ? `aborted (${e.name})` : e.message;
   return String(e);
