@@ -7,6 +7,8 @@ import { startControlPlane } from '../harness/controlplane.js';
 import { kubeConfigFor } from '../harness/kube.js';
 import { CallStats } from '../src/adapters/call-stats.js';
 import { HttpKubeApi } from '../src/adapters/kubernetes.js';
+import { KubeClient } from '../src/kube/client.js';
+import { KubeTransport } from '../src/kube/transport.js';
 import { controlPlanePids, processCpuSeconds } from './bench/proc.js';
 import { medianOf } from './bench/trials.js';
 
@@ -25,7 +27,9 @@ try {
 
   /** `pairs` × (server-side apply of a ConfigMap, then GET of it), 4 in flight, as the controller's workers. */
   async function trial(http2: boolean, tag: string, n: number) {
-    const kube = new HttpKubeApi(kc, { fieldManager: 'bench-transport', stats: new CallStats('kubernetes'), http2 });
+    // A transport of its own per trial (not the process's shared one), so every trial starts with a new pool.
+    const kubeClient = new KubeClient(new KubeTransport(kc, http2));
+    const kube = new HttpKubeApi(kubeClient, { fieldManager: 'bench-transport', stats: new CallStats('kubernetes') });
     let next = 0;
     const client0 = process.cpuUsage();
     const api0 = apiserverCpuMs();

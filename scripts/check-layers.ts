@@ -12,6 +12,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 export const LAYERS: { name: string; paths: string[] }[] = [
   { name: 'gen', paths: ['src/gen/'] },
   { name: 'kinds', paths: ['src/kinds/', 'src/config/', 'src/log.ts', 'src/metrics/'] },
+  { name: 'kube', paths: ['src/kube/'] },
   { name: 'spec', paths: ['src/spec/'] },
   { name: 'desired', paths: ['src/desired/'] },
   { name: 'adapters', paths: ['src/adapters/'] },

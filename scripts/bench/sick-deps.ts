@@ -21,9 +21,10 @@ import { collectionPath, type HttpKubeApi, type KubeObject } from '../../src/ada
 import { type ControllerConfig, MANAGED_BY_LABEL } from '../../src/config/config.js';
 import { roleBindingName } from '../../src/desired/kubernetes.js';
 import type { SystemName } from '../../src/kinds/step.js';
+import { KubeClient } from '../../src/kube/client.js';
 import { workspaceNames } from '../../src/spec/names.js';
 import { parseWorkspace } from '../../src/spec/workspace.js';
-import { KubeListWatchClient, Reflector } from '../../src/watch/reflector.js';
+import { Reflector } from '../../src/watch/reflector.js';
 
 import { type CpuMeter, type CpuUsage, cpuBetween, round } from './proc.js';
 
@@ -173,7 +174,7 @@ class RoleBindingDeletions {
 
   constructor(kc: KubeConfig, cfg: ControllerConfig) {
     this.reflector = new Reflector({
-      client: new KubeListWatchClient(kc),
+      client: KubeClient.forConfig(kc, { listTimeoutMs: 60_000 }),
       path: collectionPath('RoleBinding'),
       resource: 'rolebindings',
       labelSelector: `${MANAGED_BY_LABEL}=${cfg.fieldManager}`,

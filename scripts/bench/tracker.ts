@@ -3,8 +3,9 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { collectionPath, type KubeObject } from '../../src/adapters/kubernetes.js';
 import { STATUS_ANNOTATION } from '../../src/config/config.js';
+import { KubeClient } from '../../src/kube/client.js';
 import { parseStatus } from '../../src/reconcile/status.js';
-import { KubeListWatchClient, Reflector } from '../../src/watch/reflector.js';
+import { Reflector } from '../../src/watch/reflector.js';
 
 interface Expectation {
   hash: string;
@@ -25,7 +26,7 @@ export class StatusTracker {
 
   constructor(kc: KubeConfig, namespace: string) {
     this.reflector = new Reflector({
-      client: new KubeListWatchClient(kc),
+      client: KubeClient.forConfig(kc, { listTimeoutMs: 60_000 }),
       path: collectionPath('ConfigMap', namespace),
       resource: 'configmaps',
       labelSelector: 'app=workspace-config',

@@ -1,11 +1,8 @@
-// The Kubernetes adapter: plain-JSON REST calls for the handful of kinds the controller manages.
-// Raw JSON (not client-node's typed models) so nothing is silently dropped or re-shaped on the way,
-// and no discovery round-trips: every path is known up front.
-import { createHash } from 'node:crypto';
-import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
-import { Agent, type Dispatcher, request as undiciRequest } from 'undici';
+// The Kubernetes adapter: the handful of kinds the controller manages (their paths), and KubeApi, what the
+// steps and the reconciler call, over the process's one Kubernetes client (src/kube).
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubeObject, ObjectRef } from '../kinds/kubernetes.js';
-import { type ApiServerContact, apiServerContact, trackContact } from './apiserver-contact.js';
+import { KubeClient } from '../kube/client.js';
 import type { CallStats } from './call-stats.js';
 
 export type { KubeMetadata, KubeObject, ObjectRef } from '../kinds/kubernetes.js';
@@ -77,29 +74,17 @@ export function describeRef(ref: ObjectRef): string {
   return ref.namespace ? `${ref.kind} ${ref.namespace}/${ref.name}` : `${ref.kind} ${ref.name}`;
 }
 
-/** A failed API call, with the Status `reason` (NotFound, Conflict, Forbidden, …) and HTTP code. */
-export class KubeApiError extends Error {
-  constructor(
-    readonly code: number,
-    readonly reason: string,
-    message: string,
-    readonly causes: { field?: string; message?: string }[] = [],
-  ) {
-    super(message);
-    this.name = 'KubeApiError';
-  }
-}
+/**
+ * The one Kubernetes status error, under the name the steps use: `err.code`, `err.reason`, `err.causes`.
+ * The same class as KubeStatusError, not a subclass.
+ */
+export { KubeStatusError as KubeApiError } from '../kube/status.js';
 
 export interface ApplyOptions {
   dryRun?: boolean;
   /** Field manager override; defaults to the adapter's. */
   fieldManager?: string;
 }
-
-type DeleteResponse =
-  | { kind: 'Status'; details?: { uid?: string }; metadata?: undefined }
-  | { kind?: string; metadata?: { uid?: string; deletionTimestamp?: string }; details?: undefined }
-  | undefined;
 
 export interface DeleteOptions {
   dryRun?: boolean;
@@ -129,7 +114,7 @@ export interface KubeApi {
 export interface HttpKubeApiOptions {
   fieldManager: string;
   stats: CallStats;
-  /** Per-request timeout; watch streams are not made here. */
+  /** Per-request timeout (one LIST page included); watch streams are not made here. Default 30 s. */
   timeoutMs?: number;
   /** Called with the object every successful (non-dry-run) write returned. */
   onWritten?: (obj: KubeObject) => void;
@@ -138,132 +123,49 @@ export interface HttpKubeApiOptions {
    * Not called when the object only started terminating (finalizers, graceful deletion): more events come.
    */
   onDeleted?: (ref: ObjectRef, uid: string) => void;
-  /** Let requests negotiate HTTP/2 (client-node's dispatcher). Default: one HTTP/1.1 keep-alive pool. */
+  /** Let requests negotiate HTTP/2 (client-node's dispatcher). Default: the process's HTTP/1.1 pool. */
   http2?: boolean;
 }
 
-export interface TransportContext {
-  headers: Record<string, string>;
-  dispatcher: Dispatcher | undefined;
-}
-
 /**
- * How requests reach kube-apiserver for one kubeconfig: auth headers, re-derived at most once a minute
- * (in-cluster tokens rotate, but not per request), and one HTTP/1.1 keep-alive pool, rebuilt only when
- * the TLS material changes (a rotated client certificate).
- *
- * client-node's own dispatcher negotiates HTTP/2 and is new on every auth refresh. Through this adapter,
- * HTTP/1.1 cost 10-25% less client CPU per request than HTTP/2 (`npm run bench:transport`: SSA apply + GET,
- * 4 in flight, alternating runs; lower in every adjacent pair) and made no measurable difference to
- * kube-apiserver's CPU. Behind a load balancer it also spreads requests across apiserver replicas instead of
- * pinning one multiplexed connection. A proxy from the kubeconfig keeps client-node's
- * dispatcher; `http2: true` too.
+ * KubeApi over the process's KubeClient (src/kube): adds the kinds' paths, the call statistics, and the
+ * write hooks the controller's caches and own-write filter listen to.
  */
-export class KubeTransport {
-  readonly server: string;
-  /** This process's record of whether `server` answers (fed by every request made through this transport). */
-  readonly contact: ApiServerContact;
-  private auth: (TransportContext & { expires: number }) | undefined;
-  private pool: { fingerprint: string; agent: Agent } | undefined;
-
-  constructor(
-    private readonly kc: KubeConfig,
-    private readonly http2 = false,
-  ) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    this.server = cluster.server.replace(/\/+$/, '');
-    this.contact = apiServerContact(this.server);
-  }
-
-  async context(): Promise<TransportContext> {
-    if (this.auth && this.auth.expires > Date.now()) return this.auth;
-    const ctx = new RequestContext(this.server, HttpMethod.GET);
-    await this.kc.applySecurityAuthentication(ctx);
-    this.auth = {
-      headers: ctx.getHeaders(),
-      dispatcher: await this.dispatcherFor(ctx.getDispatcher() as Dispatcher | undefined),
-      expires: Date.now() + 60_000,
-    };
-    return this.auth;
-  }
-
-  private async dispatcherFor(fromKubeConfig: Dispatcher | undefined): Promise<Dispatcher | undefined> {
-    if (this.http2 || !fromKubeConfig || this.kc.getCurrentCluster()?.proxyUrl) return fromKubeConfig;
-    const tls: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: boolean; servername?: string } = {};
-    await this.kc.applyToHTTPSOptions(tls);
-    const hash = createHash('sha256');
-    for (const part of [tls.ca, tls.cert, tls.key, String(tls.rejectUnauthorized), tls.servername ?? '']) {
-      hash.update(part ?? '').update('\0');
-    }
-    const fingerprint = hash.digest('hex');
-    if (this.pool?.fingerprint !== fingerprint) {
-      const previous = this.pool?.agent;
-      const connect: Record<string, unknown> = { keepAlive: true, keepAliveInitialDelay: 30_000 };
-      for (const [k, v] of Object.entries(tls)) if (v !== undefined) connect[k] = v;
-      this.pool = { fingerprint, agent: new Agent({ connect, allowH2: false }) };
-      // In-flight requests (and open watches) on the old pool finish; it takes no new ones.
-      previous?.close().catch(() => undefined);
-    }
-    return this.pool.agent;
-  }
-}
-
 export class HttpKubeApi implements KubeApi {
   readonly stats: CallStats;
-  private readonly transport: KubeTransport;
-  private readonly server: string;
+  readonly client: KubeClient;
 
   constructor(
-    kc: KubeConfig,
+    kcOrClient: KubeConfig | KubeClient,
     private readonly opts: HttpKubeApiOptions,
   ) {
-    this.transport = new KubeTransport(kc, opts.http2);
-    this.server = this.transport.server;
+    this.client =
+      kcOrClient instanceof KubeClient
+        ? kcOrClient
+        : KubeClient.forConfig(kcOrClient, { timeoutMs: opts.timeoutMs, http2: opts.http2 });
     this.stats = opts.stats;
   }
 
   async get(ref: ObjectRef): Promise<KubeObject | undefined> {
-    return this.stats.track(`get_${ref.kind}`, false, async () => {
-      try {
-        return await this.request<KubeObject>('GET', objectPath(ref));
-      } catch (err) {
-        if (err instanceof KubeApiError && err.code === 404) return undefined;
-        throw err;
-      }
-    });
+    return this.stats.track(`get_${ref.kind}`, false, () => this.client.get(objectPath(ref)));
   }
 
   async list(kind: KindName, opts: ListOptions = {}): Promise<KubeObject[]> {
     return this.stats.track(`list_${kind}`, false, async () => {
-      const info = KINDS[kind];
-      const items: KubeObject[] = [];
-      let cont: string | undefined;
-      do {
-        const q = new URLSearchParams({ limit: '500' });
-        if (opts.labelSelector) q.set('labelSelector', opts.labelSelector);
-        if (cont) q.set('continue', cont);
-        const page = await this.request<{ items?: KubeObject[]; metadata?: { continue?: string } }>(
-          'GET',
-          `${collectionPath(kind, opts.namespace)}?${q}`,
-        );
-        for (const item of page.items ?? []) items.push({ ...item, apiVersion: info.apiVersion, kind: info.kind });
-        cont = page.metadata?.continue || undefined;
-      } while (cont);
-      return items;
+      const listed = await this.client.list(collectionPath(kind, opts.namespace), {
+        labelSelector: opts.labelSelector,
+        limit: 500,
+      });
+      return listed.items;
     });
   }
 
   async apply(obj: KubeObject, opts: ApplyOptions = {}): Promise<KubeObject> {
     return this.stats.track(`apply_${obj.kind}`, !opts.dryRun, async () => {
-      const q = new URLSearchParams({ fieldManager: opts.fieldManager ?? this.opts.fieldManager, force: 'true' });
-      if (opts.dryRun) q.set('dryRun', 'All');
-      const out = await this.request<KubeObject>(
-        'PATCH',
-        `${objectPath(refOf(obj))}?${q}`,
-        obj,
-        'application/apply-patch+yaml',
-      );
+      const out = await this.client.apply(objectPath(refOf(obj)), obj, {
+        fieldManager: opts.fieldManager ?? this.opts.fieldManager,
+        dryRun: opts.dryRun,
+      });
       if (!opts.dryRun) this.opts.onWritten?.(out);
       return out;
     });
@@ -272,13 +174,9 @@ export class HttpKubeApi implements KubeApi {
   async mergePatch(ref: ObjectRef, patch: unknown, opts: { fieldManager?: string } = {}): Promise<KubeObject> {
     return this.stats.track(`patch_${ref.kind}`, true, async () => {
       // Named like the applies (or as the caller asks), so every field written shows who wrote it.
-      const q = new URLSearchParams({ fieldManager: opts.fieldManager ?? this.opts.fieldManager });
-      const out = await this.request<KubeObject>(
-        'PATCH',
-        `${objectPath(ref)}?${q}`,
-        patch,
-        'application/merge-patch+json',
-      );
+      const out = await this.client.mergePatch(objectPath(ref), patch, {
+        fieldManager: opts.fieldManager ?? this.opts.fieldManager,
+      });
       this.opts.onWritten?.(out);
       return out;
     });
@@ -286,7 +184,7 @@ export class HttpKubeApi implements KubeApi {
 
   async create(obj: KubeObject): Promise<KubeObject> {
     return this.stats.track(`create_${obj.kind}`, true, async () => {
-      const out = await this.request<KubeObject>('POST', collectionPath(obj.kind, obj.metadata.namespace), obj);
+      const out = await this.client.create(collectionPath(obj.kind, obj.metadata.namespace), obj);
       this.opts.onWritten?.(out);
       return out;
     });
@@ -298,60 +196,14 @@ export class HttpKubeApi implements KubeApi {
       if (opts.uid) body.preconditions = { uid: opts.uid };
       if (opts.propagationPolicy) body.propagationPolicy = opts.propagationPolicy;
       if (opts.dryRun) body.dryRun = ['All'];
-      try {
-        // The answer is a Status (details.uid) or, for some kinds, the object as deleted; an object still
-        // carrying a deletionTimestamp is only terminating.
-        const res = await this.request<DeleteResponse>('DELETE', objectPath(ref), body);
-        const gone = res?.kind === 'Status' || !res?.metadata?.deletionTimestamp;
-        const uid = res?.kind === 'Status' ? res.details?.uid : res?.metadata?.uid;
-        if (!opts.dryRun && gone && uid) this.opts.onDeleted?.(ref, uid);
-        return true;
-      } catch (err) {
-        if (err instanceof KubeApiError && err.code === 404) return false;
-        throw err;
-      }
+      const res = await this.client.delete(objectPath(ref), body);
+      if (res === undefined) return false;
+      // The answer is a Status (details.uid) or, for some kinds, the object as deleted; an object still
+      // carrying a deletionTimestamp is only terminating.
+      const gone = res.kind === 'Status' || !res.metadata?.deletionTimestamp;
+      const uid = res.kind === 'Status' ? res.details?.uid : res.metadata?.uid;
+      if (!opts.dryRun && gone && uid) this.opts.onDeleted?.(ref, uid);
+      return true;
     });
-  }
-
-  private async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
-    const auth = await this.transport.context();
-    const headers: Record<string, string> = { ...auth.headers, accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = contentType;
-    // undici's dispatcher API rather than fetch(): same connection pool and semantics without the WHATWG
-    // Request/Headers/stream machinery, which cost more CPU than the request itself at thousands of
-    // workspaces (measured with scripts/bench.ts).
-    return trackContact(this.transport.contact, async () => {
-      const res = await undiciRequest(this.server + path, {
-        method: method as Dispatcher.HttpMethod,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        dispatcher: auth.dispatcher,
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
-      });
-      const text = await res.body.text();
-      const status = res.statusCode;
-      if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as T;
-      const parsed = statusBodyOf(text);
-      throw new KubeApiError(
-        status,
-        parsed.reason ?? `HTTP${status}`,
-        `${method} ${path.split('?')[0]}: ${status} ${parsed.message ?? text.slice(0, 200)}`,
-        parsed.details?.causes ?? [],
-      );
-    });
-  }
-}
-
-/** The metav1.Status of an error answer, or {} for a body that is not one (a proxy's error page). */
-export function statusBodyOf(text: string): {
-  reason?: string;
-  message?: string;
-  details?: { causes?: { field?: string; message?: string }[] };
-} {
-  try {
-    const parsed = JSON.parse(text);
-    return parsed && typeof parsed === 'object' ? parsed : {};
-  } catch {
-    return {};
   }
 }

@@ -3,8 +3,8 @@
 // codes they share.
 import { KubeConfig } from '@kubernetes/client-node';
 import { type Logger, pino } from 'pino';
-import { KubeApiError } from '../adapters/kubernetes.js';
-import { KubeListWatchClient, type ListResult, WatchHttpError } from '../watch/reflector.js';
+import { KubeClient, type ListResult } from '../kube/client.js';
+import { KubeStatusError } from '../kube/status.js';
 
 /** Exit codes of `status` and `rerun` (documented in their --help and the README; scripts rely on them). */
 export const EXIT = {
@@ -41,7 +41,7 @@ export function configMapsPath(namespace?: string): string {
  * cluster for --all-namespaces. Items keep the server's order (namespace, then name).
  */
 export async function listWorkspaceConfigMaps(
-  client: KubeListWatchClient,
+  client: Pick<KubeClient, 'list'>,
   scope: Scope,
   labelSelector: string,
 ): Promise<ListResult> {
@@ -56,13 +56,14 @@ export async function listWorkspaceConfigMaps(
   return { items, resourceVersion };
 }
 
-export function listWatchClient(kc: KubeConfig): KubeListWatchClient {
-  return new KubeListWatchClient(kc, { listTimeoutMs: 30_000 });
+/** The command's client: the process's transport for `kc`, 30 s a request (a person is waiting). */
+export function listWatchClient(kc: KubeConfig): KubeClient {
+  return KubeClient.forConfig(kc, { timeoutMs: 30_000 });
 }
 
 /** An HTTP error answer of the API server, or undefined for anything else. */
 function httpStatusOf(err: unknown): number | undefined {
-  if (err instanceof WatchHttpError || err instanceof KubeApiError) return err.code;
+  if (err instanceof KubeStatusError) return err.code;
   return undefined;
 }
 

@@ -3,8 +3,9 @@
 // wait until the status echoes it in lastHandledReconcileAt, report Ready or why not. Progress goes to
 // stderr in Flux's wording and symbols (► action, ✔ success, ◎ waiting, ✗ failure).
 import { CallStats } from '../adapters/call-stats.js';
-import { HttpKubeApi, KubeApiError, type KubeObject } from '../adapters/kubernetes.js';
+import { HttpKubeApi, type KubeObject } from '../adapters/kubernetes.js';
 import { RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '../config/config.js';
+import { KubeStatusError } from '../kube/status.js';
 import { matchesSelector } from '../reconcile/reconciler.js';
 import { parseStatus } from '../reconcile/status.js';
 import { Reflector } from '../watch/reflector.js';
@@ -97,7 +98,7 @@ export async function runRerun(o: RerunOptions): Promise<number> {
         annotated.push(name);
       } catch (e) {
         // Deleted since it was read: one failure. Anything else (Forbidden, unreachable) ends the run below.
-        if (!(e instanceof KubeApiError && e.code === 404)) throw e;
+        if (!(e instanceof KubeStatusError && e.code === 404)) throw e;
         say(`✗ workspace ${name} not found in ${ns} namespace`);
         failed++;
       }

@@ -13,30 +13,20 @@
 // * release (ReleaseOnCancel): holderIdentity empty, leaseDurationSeconds 1, acquire/renew = now, so the
 //   others take over within about one retry period.
 // * MicroTime (acquireTime/renewTime) must have exactly 6 fractional digits on the wire: the apiserver
-//   rejects a plain JS Date (3 digits). V1MicroTime pads; times read from the server are sent back verbatim.
+//   rejects a plain JS Date (3 digits). formatMicroTime pads; times read from the server are sent back
+//   verbatim (the Lease is plain JSON, its MicroTimes strings).
+// * Timing (retry period, renew deadline, lease validity) runs on an injectable monotonic Clock; the wall
+//   clock only stamps acquireTime/renewTime, which no candidate compares.
 
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { performance } from 'node:perf_hooks';
-import {
-  ApiException,
-  type ConfigurationOptions,
-  CoordinationV1Api,
-  type KubeConfig,
-  Observable,
-  type RequestContext,
-  type V1Lease,
-  type V1LeaseSpec,
-  V1MicroTime,
-} from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import {
-  type ApiServerContact,
-  apiServerContact,
-  describeContactFailure,
-  trackContact,
-} from '../adapters/apiserver-contact.js';
 import type { ControllerConfig } from '../config/config.js';
+import { type Clock, systemClock } from '../kinds/clock.js';
+import { KubeClient } from '../kube/client.js';
+import { type ApiServerContact, describeContactFailure } from '../kube/contact.js';
+import { KubeStatusError } from '../kube/status.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 /** client-go's JitterFactor: acquire retries wait retryPeriod × (1 + rand × 1.2). */
@@ -60,13 +50,39 @@ export interface LeaderCallbacks {
   onNewLeader?(identity: string): void;
 }
 
+/** What the elector needs from a Kubernetes client: GET, POST and PUT of one Lease (see KubeClient). */
+export type LeaseClient = Pick<KubeClient, 'get' | 'create' | 'update' | 'contact'>;
+
 export interface LeaseElectorOptions {
-  kc: KubeConfig;
+  /** Cluster access through the process's KubeClient for this kubeconfig; ignored when `client` is given. */
+  kc?: KubeConfig;
+  /** The Lease API (a fake in unit tests); built from `kc` otherwise. */
+  client?: LeaseClient;
   cfg: Pick<ControllerConfig, 'leaderElection'>;
   log: Logger;
   metrics?: Pick<Metrics, 'leaderStatus'>;
   /** Default: hostname + '_' + random UUID (as controller-runtime). */
   identity?: string;
+  /** Times retries, renew deadlines and lease validity. Default: the system clock. */
+  clock?: Clock;
+}
+
+/** coordination.k8s.io/v1 LeaseSpec, MicroTimes as their wire strings. */
+export interface LeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+  strategy?: string;
+  preferredHolder?: string;
+}
+
+export interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown };
+  spec?: LeaseSpec;
 }
 
 /** client-go's LeaderElectionRecord, with MicroTimes kept as their wire strings. */
@@ -82,47 +98,30 @@ export interface LeaderElectionRecord {
 
 /** Formats a time as a Kubernetes MicroTime: RFC 3339 in UTC with exactly 6 fractional digits. */
 export function formatMicroTime(d: Date): string {
-  return new V1MicroTime(d.getTime()).toISOString();
+  // toISOString always gives milliseconds (3 digits): the microseconds are zero.
+  return d.toISOString().replace(/Z$/, '000Z');
 }
 
-/** A MicroTime that serialises to the exact string the server sent (keeps its microseconds). */
-class WireMicroTime extends V1MicroTime {
-  constructor(private readonly wire: string) {
-    super(Date.parse(wire));
-  }
-  override toISOString(): string {
-    return this.wire;
-  }
-}
-
-function asWireString(t: unknown): string {
-  if (t === undefined || t === null) return '';
-  if (typeof t === 'string') return t;
-  if (t instanceof Date) return formatMicroTime(t); // V1MicroTime (or Date) from a caller
-  return String(t);
-}
-
-export function recordFromSpec(spec: V1LeaseSpec | undefined): LeaderElectionRecord {
+export function recordFromSpec(spec: LeaseSpec | undefined): LeaderElectionRecord {
   return {
     holderIdentity: spec?.holderIdentity ?? '',
     leaseDurationSeconds: spec?.leaseDurationSeconds ?? 0,
-    // client-node deserialises MicroTime fields as the raw strings (V1MicroTime is not in its type map).
-    acquireTime: asWireString(spec?.acquireTime),
-    renewTime: asWireString(spec?.renewTime),
+    acquireTime: spec?.acquireTime ?? '',
+    renewTime: spec?.renewTime ?? '',
     leaseTransitions: spec?.leaseTransitions ?? 0,
     strategy: spec?.strategy ?? '',
     preferredHolder: spec?.preferredHolder ?? '',
   };
 }
 
-export function specFromRecord(r: LeaderElectionRecord): V1LeaseSpec {
-  const spec: V1LeaseSpec = {
+export function specFromRecord(r: LeaderElectionRecord): LeaseSpec {
+  const spec: LeaseSpec = {
     holderIdentity: r.holderIdentity,
     leaseDurationSeconds: r.leaseDurationSeconds,
     leaseTransitions: r.leaseTransitions,
   };
-  if (r.acquireTime) spec.acquireTime = new WireMicroTime(r.acquireTime);
-  if (r.renewTime) spec.renewTime = new WireMicroTime(r.renewTime);
+  if (r.acquireTime) spec.acquireTime = r.acquireTime;
+  if (r.renewTime) spec.renewTime = r.renewTime;
   if (r.preferredHolder) spec.preferredHolder = r.preferredHolder;
   if (r.strategy) spec.strategy = r.strategy;
   return spec;
@@ -132,37 +131,12 @@ export function defaultIdentity(): string {
   return `${hostname()}_${randomUUID()}`;
 }
 
-/** Per-request options that abort the HTTP request with `signal` (client-node 2.x middleware). */
-function withSignal(signal: AbortSignal): ConfigurationOptions {
-  return {
-    middleware: [
-      {
-        pre: (ctx: RequestContext) => {
-          ctx.setSignal(signal);
-          return new Observable(Promise.resolve(ctx));
-        },
-        post: (rsp) => new Observable(Promise.resolve(rsp)),
-      },
-    ],
-    middlewareMergeStrategy: 'append',
-  };
-}
-
 function httpStatus(e: unknown): number | undefined {
-  return e instanceof ApiException ? e.code : undefined;
+  return e instanceof KubeStatusError ? e.code : undefined;
 }
 
 function errMessage(e: unknown): string {
-  if (e instanceof ApiException) {
-    let reason = '';
-    try {
-      const body = typeof e.body === 'string' ? (JSON.parse(e.body) as { message?: string }) : undefined;
-      reason = body?.message ?? '';
-    } catch {
-      reason = String(e.body).slice(0, 200);
-    }
-    return `HTTP ${e.code}${reason ? `: ${reason}` : ''}`;
-  }
+  if (e instanceof KubeStatusError) return `HTTP ${e.code}: ${e.message}`;
   if (e instanceof Error)
     return e.name === 'AbortError' || e.name === 'TimeoutError' ? `aborted (${e.name})` : e.message;
   return String(e);
@@ -172,28 +146,28 @@ function errMessage(e: unknown): string {
  * A signal that aborts when `parent` aborts or after `ms`; dispose() detaches it from `parent`. (Avoids
  * AbortSignal.any() on the long-lived run signal, which keeps every dependent signal reachable.)
  */
-function scopedSignal(parent: AbortSignal, ms: number): { signal: AbortSignal; dispose(): void } {
+function scopedSignal(clock: Clock, parent: AbortSignal, ms: number): { signal: AbortSignal; dispose(): void } {
   const ctl = new AbortController();
   const onParent = () => ctl.abort(parent.reason);
-  const timer = setTimeout(() => ctl.abort(new DOMException('renew deadline passed', 'TimeoutError')), ms);
+  const timer = clock.setTimer(() => ctl.abort(new DOMException('renew deadline passed', 'TimeoutError')), ms);
   if (parent.aborted) onParent();
   else parent.addEventListener('abort', onParent, { once: true });
   return {
     signal: ctl.signal,
     dispose() {
-      clearTimeout(timer);
+      timer.cancel();
       parent.removeEventListener('abort', onParent);
     },
   };
 }
 
 /** Resolves after `ms` or as soon as `signal` aborts (never rejects). */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
+    const timer = clock.setTimer(done, ms);
     function done() {
-      clearTimeout(timer);
+      timer.cancel();
       signal.removeEventListener('abort', done);
       resolve();
     }
@@ -205,9 +179,11 @@ export class LeaseElector {
   readonly identity: string;
   readonly name: string;
   readonly namespace: string;
-  private readonly api: CoordinationV1Api;
+  private readonly api: LeaseClient;
   /** Whether the API server answers: every Lease call reports here, and failures are logged in its words. */
   readonly contact: ApiServerContact;
+  private readonly clock: Clock;
+  private readonly path: string;
   private readonly log: Logger;
   private readonly metrics: Pick<Metrics, 'leaderStatus'> | undefined;
   private readonly leaseDurationMs: number;
@@ -217,11 +193,11 @@ export class LeaseElector {
   private readonly leaseDurationSeconds: number;
 
   /** Last Lease object read or written: its metadata (resourceVersion) is what Update sends. */
-  private lease: V1Lease | undefined;
+  private lease: Lease | undefined;
   private observedRecord: LeaderElectionRecord | undefined;
   /** Raw form of the last record obtained by GET; a change resets observedAt. */
   private observedRaw = '';
-  /** performance.now() at which observedRecord was set (local, monotonic). */
+  /** clock.now() at which observedRecord was set (local, monotonic). */
   private observedAt = 0;
   private reportedLeader: string | undefined;
 
@@ -249,8 +225,12 @@ export class LeaseElector {
     this.renewDeadlineMs = le.renewDeadlineSeconds * 1000;
     this.retryPeriodMs = le.retryPeriodSeconds * 1000;
     this.leaseDurationSeconds = Math.floor(le.leaseDurationSeconds);
-    this.api = opts.kc.makeApiClient(CoordinationV1Api);
-    this.contact = apiServerContact(opts.kc.getCurrentCluster()?.server ?? '');
+    if (opts.client) this.api = opts.client;
+    else if (opts.kc) this.api = KubeClient.forConfig(opts.kc);
+    else throw new Error('LeaseElector needs either `client` or `kc`');
+    this.contact = this.api.contact;
+    this.clock = opts.clock ?? systemClock;
+    this.path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.namespace)}/leases`;
     this.metrics = opts.metrics;
     this.log = opts.log.child({ lease: `${this.namespace}/${this.name}`, identity: this.identity });
     this.metrics?.leaderStatus.set({ name: this.name }, 0);
@@ -270,7 +250,7 @@ export class LeaseElector {
       this.leadingCtl !== undefined &&
       !this.leadingCtl.signal.aborted &&
       this.holdsObservedRecord() &&
-      this.isLeaseValid(performance.now())
+      this.isLeaseValid(this.clock.now())
     );
   }
 
@@ -285,7 +265,7 @@ export class LeaseElector {
    */
   check(maxTolerableExpiredMs = 20_000): string | undefined {
     if (!this.leadingCtl || this.leadingCtl.signal.aborted || !this.holdsObservedRecord()) return undefined;
-    if (performance.now() - this.observedAt > this.leaseDurationMs + maxTolerableExpiredMs) {
+    if (this.clock.now() - this.observedAt > this.leaseDurationMs + maxTolerableExpiredMs) {
       return `failed election to renew leadership on lease ${this.describe()}`;
     }
     return undefined;
@@ -370,13 +350,13 @@ export class LeaseElector {
   private async acquire(stopSignal: AbortSignal): Promise<boolean> {
     this.log.info('attempting to acquire leader lease');
     while (!stopSignal.aborted) {
-      const attempt = scopedSignal(stopSignal, this.renewDeadlineMs);
+      const attempt = scopedSignal(this.clock, stopSignal, this.renewDeadlineMs);
       const ok = await this.tryAcquireOrRenew(attempt.signal).finally(() => attempt.dispose());
       this.maybeReportTransition();
       if (ok && !stopSignal.aborted) return true;
       if (ok) return this.stoppedRightAfterAcquire();
       this.log.debug({ holder: this.getLeader() }, 'failed to acquire lease');
-      await sleep(this.retryPeriodMs * (1 + Math.random() * JITTER_FACTOR), stopSignal);
+      await sleep(this.clock, this.retryPeriodMs * (1 + Math.random() * JITTER_FACTOR), stopSignal);
     }
     return false;
   }
@@ -393,13 +373,13 @@ export class LeaseElector {
    */
   private async renew(stopSignal: AbortSignal): Promise<'lost' | 'stopped'> {
     while (!stopSignal.aborted) {
-      const { signal: round, dispose } = scopedSignal(stopSignal, this.renewDeadlineMs);
+      const { signal: round, dispose } = scopedSignal(this.clock, stopSignal, this.renewDeadlineMs);
       let ok = false;
       try {
         while (!round.aborted) {
           ok = await this.tryAcquireOrRenew(round);
           if (ok || round.aborted) break;
-          await sleep(this.retryPeriodMs, round);
+          await sleep(this.clock, this.retryPeriodMs, round);
         }
       } finally {
         dispose();
@@ -409,7 +389,7 @@ export class LeaseElector {
       // A renew that completed just as the deadline fired still counts, as in client-go's select.
       if (!ok) return 'lost';
       this.log.trace('successfully renewed lease');
-      await sleep(this.retryPeriodMs, stopSignal);
+      await sleep(this.clock, this.retryPeriodMs, stopSignal);
     }
     return 'stopped';
   }
@@ -417,7 +397,7 @@ export class LeaseElector {
   /** client-go tryAcquireOrRenew(): true when we hold the lease after this call. */
   private async tryAcquireOrRenew(signal: AbortSignal): Promise<boolean> {
     const nowWall = new Date();
-    const now = performance.now();
+    const now = this.clock.now();
     const nowMicro = formatMicroTime(nowWall);
     const desired: LeaderElectionRecord = {
       holderIdentity: this.identity,
@@ -444,30 +424,24 @@ export class LeaseElector {
     }
 
     // 2. Obtain or create the record.
-    let lease: V1Lease;
+    let lease: Lease | undefined;
     try {
-      lease = await this.call(signal, () =>
-        this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, withSignal(signal)),
-      );
+      lease = await this.read(signal);
     } catch (e) {
-      if (httpStatus(e) !== 404) {
-        if (!signal.aborted) this.log.error({ reason: this.reason(e) }, 'error retrieving lease');
-        return false;
-      }
+      if (!signal.aborted) this.log.error({ reason: this.reason(e) }, 'error retrieving lease');
+      return false;
+    }
+    if (!lease) {
       try {
-        this.lease = await this.call(signal, () =>
-          this.api.createNamespacedLease(
-            {
-              namespace: this.namespace,
-              body: {
-                apiVersion: 'coordination.k8s.io/v1',
-                kind: 'Lease',
-                metadata: { name: this.name, namespace: this.namespace },
-                spec: specFromRecord(desired),
-              },
-            },
-            withSignal(signal),
-          ),
+        this.lease = await this.api.create<Lease>(
+          this.path,
+          {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name: this.name, namespace: this.namespace },
+            spec: specFromRecord(desired),
+          },
+          { signal },
         );
       } catch (e2) {
         const code = httpStatus(e2);
@@ -513,40 +487,48 @@ export class LeaseElector {
   /** LeaseLock.Update: PUT the last seen object (its resourceVersion) with the new spec. */
   private async update(record: LeaderElectionRecord, signal: AbortSignal): Promise<void> {
     if (!this.lease) throw new Error('lease not initialized, call get or create first');
-    const body: V1Lease = {
+    const body: Lease = {
       ...this.lease,
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       spec: specFromRecord(record),
     };
-    this.lease = await this.call(signal, () =>
-      this.api.replaceNamespacedLease({ name: this.name, namespace: this.namespace, body }, withSignal(signal)),
-    );
+    this.lease = await this.api.update<Lease>(`${this.path}/${encodeURIComponent(this.name)}`, body, { signal });
+  }
+
+  /** LeaseLock.Get: the Lease, or undefined when there is none yet. */
+  private read(signal: AbortSignal): Promise<Lease | undefined> {
+    return this.api.get<Lease>(`${this.path}/${encodeURIComponent(this.name)}`, { signal });
   }
 
   private async tryReleaseWithDeadline(): Promise<boolean> {
-    const signal = AbortSignal.timeout(this.renewDeadlineMs);
+    const deadline = new AbortController();
+    const timer = this.clock.setTimer(
+      () => deadline.abort(new DOMException('renew deadline passed', 'TimeoutError')),
+      this.renewDeadlineMs,
+    );
     try {
-      return await this.tryRelease(signal);
+      return await this.tryRelease(deadline.signal);
     } catch (e) {
       this.log.error({ reason: this.reason(e) }, 'failed to release lease');
       return false;
+    } finally {
+      timer.cancel();
     }
   }
 
   /** client-go tryRelease(): GET, and if we hold it, PUT holder '' / duration 1; retry on conflict. */
   private async tryRelease(signal: AbortSignal): Promise<boolean> {
     for (;;) {
-      let lease: V1Lease;
+      let lease: Lease | undefined;
       try {
-        lease = await this.call(signal, () =>
-          this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, withSignal(signal)),
-        );
+        lease = await this.read(signal);
       } catch (e) {
-        this.log.error(
-          { reason: this.reason(e) },
-          httpStatus(e) === 404 ? 'lease not found' : 'error retrieving lease',
-        );
+        this.log.error({ reason: this.reason(e) }, 'error retrieving lease');
+        return false;
+      }
+      if (!lease) {
+        this.log.error('lease not found');
         return false;
       }
       this.lease = lease;
@@ -581,11 +563,6 @@ export class LeaseElector {
     }
   }
 
-  /** One Lease call, its outcome recorded in `contact` (unless our own signal aborted it). */
-  private call<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-    return trackContact(this.contact, fn, signal);
-  }
-
   /** Why a Lease call failed: the server and the cause when it was not reached, else the API's answer. */
   private reason(e: unknown): string {
     const failure = describeContactFailure(this.contact.server, e);
@@ -605,7 +582,7 @@ export class LeaseElector {
 
   private setObservedRecord(r: LeaderElectionRecord): void {
     this.observedRecord = { ...r };
-    this.observedAt = performance.now();
+    this.observedAt = this.clock.now();
   }
 
   private maybeReportTransition(): void {

@@ -13,82 +13,20 @@
 //                                            → abort the stream and relist ("stalled")
 //
 // Objects are kept as the plain JSON the API server sent (no typed-model round trip that drops fields).
-// The I/O sits behind ListWatchClient so tests can drive the reflector with a fake.
-import type { KubeConfig } from '@kubernetes/client-node';
+// The I/O sits behind ListWatchClient (src/kube's KubeClient in production, a fake in unit tests), and time
+// behind a Clock, so tests drive backoff, stalls and resyncs without sleeping.
 import type { Logger } from 'pino';
-import { request } from 'undici';
-import { trackContact } from '../adapters/apiserver-contact.js';
-import { type KubeObject, KubeTransport, statusBodyOf } from '../adapters/kubernetes.js';
+import { type Clock, systemClock, type Timer } from '../kinds/clock.js';
+import type { KubeObject } from '../kinds/kubernetes.js';
+import type { KubeClient, ListOptions, ListResult, WatchEventType, WatchHandle, WatchOptions } from '../kube/client.js';
+import { WatchInactiveError } from '../kube/client.js';
+import { isExpired, statusErrorOfEvent } from '../kube/status.js';
 import type { Metrics } from '../metrics/metrics.js';
 
-export type { KubeObject };
+export type { KubeObject, ListOptions, ListResult, WatchEventType, WatchHandle, WatchOptions };
 
-// ---------------------------------------------------------------------------------------------------------
-// I/O interface
-
-export interface ListOptions {
-  labelSelector?: string;
-  fieldSelector?: string;
-  /** Page size (`limit`); the client follows `continue` until the list is complete. */
-  limit?: number;
-  signal?: AbortSignal;
-}
-
-export interface ListResult {
-  /** Every item, with apiVersion/kind filled in from the list. */
-  items: KubeObject[];
-  /** metadata.resourceVersion of the list: where the following watch starts. */
-  resourceVersion: string;
-}
-
-export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-
-export interface WatchOptions {
-  resourceVersion: string;
-  labelSelector?: string;
-  fieldSelector?: string;
-  allowWatchBookmarks: boolean;
-  /** Server-side timeout: the server ends the stream normally after this long. */
-  timeoutSeconds: number;
-}
-
-export interface WatchHandle {
-  /** Ends the stream. onDone is not called for a stream aborted through its handle. */
-  abort(): void;
-}
-
-export interface ListWatchClient {
-  list(path: string, opts: ListOptions): Promise<ListResult>;
-  /**
-   * Opens a watch stream. `onEvent` gets each event (for ERROR, `obj` is a Status); `onDone` is called once
-   * when the stream ends: with no argument for a normal end, with an error otherwise (HTTP status in
-   * `code`, see WatchHttpError). `onOpen` is called when the server accepted the watch (HTTP 200).
-   */
-  watch(
-    path: string,
-    opts: WatchOptions,
-    onEvent: (type: WatchEventType, obj: KubeObject) => void,
-    onDone: (err?: unknown) => void,
-    onOpen?: () => void,
-  ): WatchHandle;
-}
-
-/** An HTTP-level failure of a list or watch request. */
-export class WatchHttpError extends Error {
-  constructor(
-    readonly code: number,
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'WatchHttpError';
-  }
-}
-
-/** The client gave up on a stream that sent nothing for too long (client-side inactivity timeout). */
-export class WatchInactiveError extends Error {
-  override name = 'WatchInactiveError';
-}
+/** What the reflector needs from a Kubernetes client: a paginated LIST and a WATCH stream. */
+export type ListWatchClient = Pick<KubeClient, 'list' | 'watch'>;
 
 // ---------------------------------------------------------------------------------------------------------
 // Reflector
@@ -151,6 +89,8 @@ export interface ReflectorOptions {
   backoff?: Partial<BackoffOptions>;
   metrics?: Metrics;
   log?: Logger;
+  /** Times backoff, stalls, resyncs and the "very short watch" check. Default: the system clock. */
+  clock?: Clock;
 }
 
 type Outcome =
@@ -206,7 +146,7 @@ export class Reflector {
   private resolveSynced: (() => void) | undefined;
   private rejectSynced: ((err: Error) => void) | undefined;
   private cancelCurrent: (() => void) | undefined;
-  private resyncTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: Timer | undefined;
   private backoffMs = 0;
   private lastBackoffAt = 0;
   private readonly backoff: BackoffOptions;
@@ -215,8 +155,10 @@ export class Reflector {
   private readonly deletes: DeleteHandler[] = [];
   private readonly resyncs: ResyncHandler[] = [];
   private readonly log: Logger | undefined;
+  private readonly clock: Clock;
 
   constructor(private readonly opts: ReflectorOptions) {
+    this.clock = opts.clock ?? systemClock;
     this.path = opts.path;
     this.resource = opts.resource ?? opts.path.split('/').filter(Boolean).at(-1) ?? opts.path;
     this.backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
@@ -263,11 +205,7 @@ export class Reflector {
       return this.syncedPromise;
     }
     this.loopDone = this.loop();
-    const period = this.opts.resyncPeriodMs ?? 0;
-    if (period > 0) {
-      this.resyncTimer = setInterval(() => this.resync(), period);
-      this.resyncTimer.unref();
-    }
+    this.scheduleResync();
     return this.syncedPromise;
   }
 
@@ -276,7 +214,7 @@ export class Reflector {
     if (this.stopped) return this.loopDone;
     this.stopped = true;
     this.healthy = false;
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.resyncTimer?.cancel();
     this.cancelCurrent?.();
     if (!this.synced) this.rejectSynced?.(new Error(`reflector ${this.path} stopped before it synced`));
     await this.loopDone;
@@ -290,7 +228,7 @@ export class Reflector {
   /** Synced, the last watch attempt did not fail, and something arrived within the stall limit. */
   isLive(): boolean {
     if (!this.synced || !this.healthy || this.stopped) return false;
-    return !this.watching || Date.now() - this.lastActivity <= this.currentStallMs;
+    return !this.watching || this.clock.now() - this.lastActivity <= this.currentStallMs;
   }
 
   /** resourceVersion the next watch would start from. */
@@ -321,6 +259,17 @@ export class Reflector {
     if (!this.synced || this.stopped) return;
     const all = this.list();
     for (const fn of this.resyncs) this.safely('resync', () => fn(all));
+  }
+
+  /** Every resyncPeriodMs, from start() to stop() (a fixed period, like setInterval). */
+  private scheduleResync(): void {
+    const period = this.opts.resyncPeriodMs ?? 0;
+    if (period <= 0 || this.stopped) return;
+    this.resyncTimer = this.clock.setTimer(() => {
+      this.resync();
+      this.scheduleResync();
+    }, period);
+    this.resyncTimer.unref();
   }
 
   // --- the loop ---
@@ -422,7 +371,7 @@ export class Reflector {
     const max = Math.max(min, this.opts.maxWatchTimeoutSeconds ?? 600);
     const timeoutSeconds = Math.floor(min + Math.random() * (max - min + 1));
     const stallMs = (this.opts.stallSeconds ?? timeoutSeconds + (this.opts.stallSlackSeconds ?? 30)) * 1000;
-    const started = Date.now();
+    const started = this.clock.now();
     this.currentStallMs = stallMs;
     this.lastActivity = started;
     this.watching = true;
@@ -430,20 +379,20 @@ export class Reflector {
       let settled = false;
       let events = 0;
       let handle: WatchHandle | undefined;
-      let watchdog: NodeJS.Timeout | undefined;
+      let watchdog: Timer | undefined;
       const finish = (o: Outcome) => {
         if (settled) return;
         settled = true;
         this.watching = false;
         if (o.reason !== 'timeout' && o.reason !== 'stopped') this.healthy = false;
-        clearTimeout(watchdog);
+        watchdog?.cancel();
         this.cancelCurrent = undefined;
         handle?.abort();
         resolve(o);
       };
       const arm = (ms: number) => {
-        watchdog = setTimeout(() => {
-          const silent = Date.now() - this.lastActivity;
+        watchdog = this.clock.setTimer(() => {
+          const silent = this.clock.now() - this.lastActivity;
           if (silent >= stallMs) finish({ reason: 'stalled', silentMs: silent });
           else arm(stallMs - silent);
         }, ms);
@@ -454,19 +403,10 @@ export class Reflector {
       const onEvent = (type: WatchEventType, obj: KubeObject) => {
         if (settled) return;
         events++;
-        this.lastActivity = Date.now();
-        this.healthy = true;
-        this.opts.metrics?.lastWatchEvent.set({ resource: this.resource }, this.lastActivity / 1000);
+        this.sawActivity();
         if (type === 'ERROR') {
-          const status = obj as unknown as { code?: number; reason?: string; message?: string };
-          if (status.code === 410 || status.reason === 'Expired' || status.reason === 'Gone') {
-            finish({ reason: 'expired', detail: status.message ?? 'ERROR event 410' });
-          } else {
-            finish({
-              reason: 'error',
-              err: new WatchHttpError(status.code ?? 0, status.reason ?? 'Unknown', status.message ?? 'ERROR event'),
-            });
-          }
+          const err = statusErrorOfEvent(obj as unknown as Parameters<typeof statusErrorOfEvent>[0], this.path);
+          finish(isExpired(err) ? { reason: 'expired', detail: err.message } : { reason: 'error', err });
           return;
         }
         this.apply(type, obj);
@@ -474,23 +414,21 @@ export class Reflector {
       const onDone = (err?: unknown) => {
         if (settled) return;
         if (err === undefined || err === null) {
-          finish({ reason: 'timeout', events, durationMs: Date.now() - started });
-        } else if (statusCode(err) === 410) {
+          finish({ reason: 'timeout', events, durationMs: this.clock.now() - started });
+        } else if (isExpired(err)) {
           finish({ reason: 'expired', detail: errMessage(err) });
         } else if (err instanceof WatchInactiveError) {
-          finish({ reason: 'stalled', silentMs: Date.now() - this.lastActivity });
+          finish({ reason: 'stalled', silentMs: this.clock.now() - this.lastActivity });
         } else {
           finish({ reason: 'error', err });
         }
       };
       const onOpen = () => {
         if (settled) return;
-        this.lastActivity = Date.now();
-        this.healthy = true;
         // The apiserver sends no bookmarks on a quiet resource (observed: none within 75 s, nor before the
         // server timeout), so a (re)opened stream also counts as a sign of life; otherwise
         // seconds_since_last_watch_event would grow forever on a healthy but idle watch.
-        this.opts.metrics?.lastWatchEvent.set({ resource: this.resource }, this.lastActivity / 1000);
+        this.sawActivity();
       };
       this.log?.debug({ rv: this.rv, timeoutSeconds }, 'watching');
       try {
@@ -512,6 +450,14 @@ export class Reflector {
       }
       if (settled) handle?.abort();
     });
+  }
+
+  /** An event, a bookmark or an opened stream: the watch is alive. */
+  private sawActivity(): void {
+    this.lastActivity = this.clock.now();
+    this.healthy = true;
+    // The gauge is a Unix time (wall clock); the stall watchdog uses the monotonic clock above.
+    this.opts.metrics?.lastWatchEvent.set({ resource: this.resource }, Date.now() / 1000);
   }
 
   private apply(type: WatchEventType, obj: KubeObject): void {
@@ -583,7 +529,7 @@ export class Reflector {
 
   private nextBackoff(): number {
     const b = this.backoff;
-    const now = Date.now();
+    const now = this.clock.now();
     if (this.backoffMs === 0 || now - this.lastBackoffAt > b.resetAfterMs) this.backoffMs = b.initialMs;
     else this.backoffMs = Math.min(this.backoffMs * b.factor, b.maxMs);
     this.lastBackoffAt = now;
@@ -592,10 +538,10 @@ export class Reflector {
 
   private sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
+      const t = this.clock.setTimer(done, ms);
       t.unref();
       function done() {
-        clearTimeout(t);
+        t.cancel();
         resolve();
       }
       this.cancelCurrent = () => {
@@ -606,231 +552,6 @@ export class Reflector {
   }
 }
 
-function statusCode(err: unknown): number | undefined {
-  if (err instanceof WatchHttpError) return err.code;
-  const e = err as { statusCode?: unknown; code?: unknown } | undefined;
-  if (typeof e?.statusCode === 'number') return e.statusCode;
-  if (typeof e?.code === 'number') return e.code;
-  return undefined;
-}
-
 function errMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// ListWatchClient over the Kubernetes transport (the KubeConfig's auth and TLS, one HTTP/1.1 pool): raw JSON
-// GET for LIST, a newline-delimited JSON stream for WATCH.
-
-export interface KubeListWatchClientOptions {
-  /** Per-page timeout of LIST requests. Default 60 s. */
-  listTimeoutMs?: number;
-  /**
-   * Extra time beyond the server-side timeoutSeconds before the stream's own inactivity timer gives up
-   * on a silent stream. It must exceed the reflector's stall slack so the reflector's watchdog decides.
-   * Default 90 s.
-   */
-  inactivitySlackMs?: number;
-}
-
-export class KubeListWatchClient implements ListWatchClient {
-  private readonly transport: KubeTransport;
-
-  constructor(
-    kc: KubeConfig,
-    private readonly opts: KubeListWatchClientOptions = {},
-  ) {
-    this.transport = new KubeTransport(kc);
-  }
-
-  async list(path: string, opts: ListOptions): Promise<ListResult> {
-    // A `continue` token can expire (410) between pages on a busy cluster: start over with one full list.
-    try {
-      return await this.listPages(path, opts, opts.limit);
-    } catch (err) {
-      if (err instanceof WatchHttpError && err.code === 410 && opts.limit) return this.listPages(path, opts, undefined);
-      throw err;
-    }
-  }
-
-  private async listPages(path: string, opts: ListOptions, limit: number | undefined): Promise<ListResult> {
-    const items: KubeObject[] = [];
-    let cont: string | undefined;
-    let rv = '';
-    do {
-      const q = new URLSearchParams();
-      if (opts.labelSelector) q.set('labelSelector', opts.labelSelector);
-      if (opts.fieldSelector) q.set('fieldSelector', opts.fieldSelector);
-      if (limit) q.set('limit', String(limit));
-      if (cont) q.set('continue', cont);
-      const page = await this.get<{
-        apiVersion?: string;
-        kind?: string;
-        metadata?: { resourceVersion?: string; continue?: string };
-        items?: KubeObject[];
-      }>(`${path}?${q}`, opts.signal);
-      const apiVersion = page.apiVersion ?? '';
-      const kind = page.kind?.replace(/List$/, '') ?? '';
-      for (const item of page.items ?? []) {
-        items.push({ ...item, apiVersion: item.apiVersion ?? apiVersion, kind: item.kind ?? kind });
-      }
-      rv = page.metadata?.resourceVersion ?? rv;
-      cont = page.metadata?.continue || undefined;
-    } while (cont);
-    return { items, resourceVersion: rv };
-  }
-
-  private async get<T>(pathAndQuery: string, signal: AbortSignal | undefined): Promise<T> {
-    const { headers, dispatcher } = await this.transport.context();
-    const timeout = AbortSignal.timeout(this.opts.listTimeoutMs ?? 60_000);
-    return trackContact(
-      this.transport.contact,
-      async () => {
-        const res = await request(this.transport.server + pathAndQuery, {
-          method: 'GET',
-          headers: { ...headers, accept: 'application/json' },
-          dispatcher,
-          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-        });
-        const text = await res.body.text();
-        if (res.statusCode === 200) return JSON.parse(text) as T;
-        throw httpError(res.statusCode, text, `LIST ${pathAndQuery.split('?')[0]}`);
-      },
-      signal,
-    );
-  }
-
-  /**
-   * One watch stream, read straight off the socket: newline-delimited JSON events, split on bytes (a
-   * multi-byte character may straddle chunks). Replaces client-node's Watch, whose web-stream adapter and
-   * readline interface cost more CPU than the events' JSON parsing at thousands of objects.
-   */
-  watch(
-    path: string,
-    opts: WatchOptions,
-    onEvent: (type: WatchEventType, obj: KubeObject) => void,
-    onDone: (err?: unknown) => void,
-    onOpen?: () => void,
-  ): WatchHandle {
-    // The apiserver ends the stream after timeoutSeconds and sends bookmarks about once a minute; a stream
-    // silent for longer than timeoutSeconds + slack is dead. The reflector has its own, shorter stall limit.
-    const inactivityMs = opts.timeoutSeconds * 1000 + (this.opts.inactivitySlackMs ?? 90_000);
-    const abort = new AbortController();
-    let finished = false;
-    let inactive = false;
-    let lastData = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const arm = (ms: number) => {
-      timer = setTimeout(() => {
-        const idle = performance.now() - lastData;
-        if (idle < inactivityMs) return arm(inactivityMs - idle);
-        inactive = true;
-        abort.abort();
-      }, ms);
-      timer.unref();
-    };
-    const finish = (err?: unknown) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      abort.abort();
-      onDone(err);
-    };
-    const emit = (line: string) => {
-      let event: { type?: string; object?: KubeObject };
-      try {
-        event = JSON.parse(line);
-      } catch {
-        return; // a torn line: the stream is ending, and the reflector resumes from the last resourceVersion
-      }
-      if (!finished && event.type && event.object) onEvent(event.type as WatchEventType, event.object);
-    };
-    const run = async () => {
-      const { headers, dispatcher } = await this.transport.context();
-      const q = new URLSearchParams({ watch: 'true', timeoutSeconds: String(opts.timeoutSeconds) });
-      if (opts.resourceVersion) q.set('resourceVersion', opts.resourceVersion);
-      if (opts.allowWatchBookmarks) q.set('allowWatchBookmarks', 'true');
-      if (opts.labelSelector) q.set('labelSelector', opts.labelSelector);
-      if (opts.fieldSelector) q.set('fieldSelector', opts.fieldSelector);
-      arm(inactivityMs);
-      const res = await trackContact(
-        this.transport.contact,
-        async () => {
-          const opened = await request(`${this.transport.server}${path}?${q}`, {
-            method: 'GET',
-            headers: { ...headers, accept: 'application/json' },
-            dispatcher,
-            signal: abort.signal,
-            // No per-chunk body timeout from undici: inactivity is judged above, across bookmarks.
-            bodyTimeout: 0,
-          });
-          if (opened.statusCode !== 200) throw httpError(opened.statusCode, await opened.body.text(), `WATCH ${path}`);
-          return opened;
-        },
-        abort.signal,
-      );
-      if (finished) return;
-      onOpen?.();
-      const lines = new LineSplitter();
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        lastData = performance.now();
-        lines.push(chunk, (line) => {
-          emit(line);
-          return !finished;
-        });
-        if (finished) return;
-      }
-    };
-    run().then(
-      () => finish(undefined),
-      (err: unknown) => {
-        if (inactive) finish(new WatchInactiveError(`watch ${path}: no data for ${inactivityMs} ms`));
-        else finish(err instanceof WatchHttpError ? err : (err ?? new Error('watch failed')));
-      },
-    );
-    return {
-      abort: () => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(timer);
-        abort.abort();
-      },
-    };
-  }
-}
-
-/**
- * Splits a byte stream into its non-empty lines ('\n'). A line, or a multi-byte character in it, may straddle
- * chunks: bytes are joined before they are decoded.
- */
-export class LineSplitter {
-  private readonly partial: Buffer[] = [];
-
-  /** Calls onLine for each line completed by `chunk`; stops early when onLine returns false. */
-  push(chunk: Buffer, onLine: (line: string) => boolean): void {
-    let start = 0;
-    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
-      let line: string;
-      if (this.partial.length > 0) {
-        this.partial.push(chunk.subarray(start, nl));
-        line = Buffer.concat(this.partial).toString('utf8');
-        this.partial.length = 0;
-      } else {
-        line = chunk.toString('utf8', start, nl);
-      }
-      start = nl + 1;
-      if (line.length > 0 && !onLine(line)) return;
-    }
-    if (start < chunk.length) this.partial.push(chunk.subarray(start));
-  }
-}
-
-/** A WatchHttpError from a non-200 answer, with the Status body's reason and message when there is one. */
-function httpError(code: number, body: string, what: string): WatchHttpError {
-  const status = statusBodyOf(body);
-  return new WatchHttpError(
-    code,
-    status.reason ?? `HTTP${code}`,
-    `${what}: ${code} ${status.message ?? body.slice(0, 200)}`,
-  );
 }

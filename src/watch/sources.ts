@@ -9,9 +9,9 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { collectionPath, KINDS, type KindName, MANAGED_KINDS } from '../adapters/kubernetes.js';
 import { type ControllerConfig, MANAGED_BY_LABEL, RECONCILE_REQUEST_ANNOTATION } from '../config/config.js';
+import { KubeClient } from '../kube/client.js';
 import type { Metrics } from '../metrics/metrics.js';
 import {
-  KubeListWatchClient,
   type KubeObject,
   type ListWatchClient,
   objectKey,
@@ -51,7 +51,8 @@ interface SourceBase {
 function clientOf(o: SourceBase): ListWatchClient {
   if (o.client) return o.client;
   if (!o.kc) throw new Error('watch source needs either `client` or `kc`');
-  return new KubeListWatchClient(o.kc);
+  // A LIST page of thousands of objects may take longer than a single REST call.
+  return KubeClient.forConfig(o.kc, { listTimeoutMs: 60_000 });
 }
 
 // ---------------------------------------------------------------------------------------------------------

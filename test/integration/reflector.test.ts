@@ -2,9 +2,9 @@
 // RoleBinding, not system:masters): selectors, label removal, server-side watch timeouts, reconnects.
 import { CoreV1Api, type CoreV1Api as CoreV1ApiT } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { KubeClient } from '../../src/kube/client.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import {
-  KubeListWatchClient,
   type KubeObject,
   type ListOptions,
   type ListResult,
@@ -94,7 +94,7 @@ afterEach(async () => {
 });
 
 function startReflector(extra: Partial<ReflectorOptions> = {}, client?: ListWatchClient) {
-  const tapped = new TappedClient(client ?? new KubeListWatchClient(kubeConfigFor('controller')));
+  const tapped = new TappedClient(client ?? KubeClient.forConfig(kubeConfigFor('controller')));
   const metrics = new Metrics('workspace', { defaultMetrics: false });
   const r = new Reflector({
     client: tapped,

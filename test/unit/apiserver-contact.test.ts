@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ApiServerContact, describeContactFailure } from '../../src/adapters/apiserver-contact.js';
 import { ClusterConfigError, loadKubeConfig } from '../../src/controller/daemon.js';
+import { ApiServerContact, describeContactFailure } from '../../src/kube/contact.js';
 
 const SERVER = 'https://10.0.0.1:443';
 

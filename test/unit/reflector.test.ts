@@ -1,10 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+// The Reflector on a fake clock and a scripted fake client: no real sleeps; time moves only through
+// clock.advance(), so backoff, stall and resync timings are asserted to the millisecond.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FakeClock, settle } from '../../harness/fake-clock.js';
 import { defaultConfig, RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '../../src/config/config.js';
+import { KubeStatusError } from '../../src/kube/status.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import {
   type KubeObject,
-  LineSplitter,
   type ListOptions,
   type ListResult,
   type ListWatchClient,
@@ -13,7 +15,6 @@ import {
   stripManagedFields,
   type WatchEventType,
   type WatchHandle,
-  WatchHttpError,
   type WatchOptions,
 } from '../../src/watch/reflector.js';
 import { configMapEventFilter, configMapSource, managedObjectSources } from '../../src/watch/sources.js';
@@ -59,7 +60,7 @@ class FakeClient implements ListWatchClient {
 
   async list(path: string, opts: ListOptions): Promise<ListResult> {
     this.lists.push({ path, opts });
-    await sleep(1);
+    await Promise.resolve();
     if (this.listError) throw this.listError;
     const ns = /\/namespaces\/([^/]+)\/configmaps$/.exec(path)?.[1];
     const items = [...this.objects.values()].filter((o) => !ns || o.metadata.namespace === ns);
@@ -104,13 +105,16 @@ class FakeClient implements ListWatchClient {
   }
 }
 
-async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(2);
-  }
+/** Lets pending promise chains run (time stands still) until `cond` holds. */
+async function until(cond: () => boolean): Promise<void> {
+  for (let round = 0; round < 20 && !cond(); round++) await settle();
+  if (!cond()) throw new Error('condition not met without time passing');
 }
+
+let clock: FakeClock;
+beforeEach(() => {
+  clock = new FakeClock();
+});
 
 type Ev = [string, string, string?];
 
@@ -131,6 +135,7 @@ function reflector(client: FakeClient, extra: Partial<ReflectorOptions> = {}): R
     path: '/api/v1/namespaces/ns/configmaps',
     labelSelector: 'app=workspace-config',
     backoff: { initialMs: 20, maxMs: 200, jitter: 0 },
+    clock,
     ...extra,
   });
   running.push(r);
@@ -138,6 +143,7 @@ function reflector(client: FakeClient, extra: Partial<ReflectorOptions> = {}): R
 }
 
 afterEach(async () => {
+  vi.useRealTimers();
   await Promise.all(running.splice(0).map((r) => r.stop()));
 });
 
@@ -230,7 +236,7 @@ describe('Reflector', () => {
     c.remove('b');
     c.put('c', { changed: 'yes' });
     c.put('d');
-    c.lastWatch.end(new WatchHttpError(410, 'Expired', 'too old resource version'));
+    c.lastWatch.end(new KubeStatusError(410, 'Expired', 'too old resource version'));
     await until(() => c.watches.length === 2);
     expect(c.lists.length).toBe(2);
     expect(ev.slice(3)).toEqual([
@@ -277,7 +283,7 @@ describe('Reflector', () => {
     await r.start();
     await until(() => c.watches.length === 1);
     c.put('a', {}, { uid: 'uid-a-2' });
-    c.lastWatch.end(new WatchHttpError(410, 'Gone', 'gone'));
+    c.lastWatch.end(new KubeStatusError(410, 'Gone', 'gone'));
     await until(() => c.watches.length === 2);
     expect(ev).toEqual([
       ['ADD', 'a'],
@@ -294,36 +300,61 @@ describe('Reflector', () => {
     await r.start();
     await until(() => c.watches.length === 1);
     c.lastWatch.emit('MODIFIED', c.put('a', { v: '2' }));
-    const t0 = performance.now();
     c.lastWatch.end(new Error('read ECONNRESET'));
     await until(() => !r.isLive());
-    await until(() => c.watches.length === 2);
-    const gap1 = performance.now() - t0;
-    expect(gap1).toBeGreaterThanOrEqual(18);
+    await clock.advance(19);
+    expect(c.watches.length).toBe(1); // 20 ms backoff not over yet
+    await clock.advance(1);
+    expect(c.watches.length).toBe(2);
     expect(c.lastWatch.opts.resourceVersion).toBe('102');
-    const t1 = performance.now();
-    c.lastWatch.end(new WatchHttpError(500, 'InternalError', 'boom'));
-    await until(() => c.watches.length === 3);
-    const gap2 = performance.now() - t1;
-    expect(gap2).toBeGreaterThanOrEqual(38); // 20 → 40 ms
+    c.lastWatch.end(new KubeStatusError(500, 'InternalError', 'boom'));
+    await clock.advance(39);
+    expect(c.watches.length).toBe(2); // 20 → 40 ms
+    await clock.advance(1);
+    expect(c.watches.length).toBe(3);
     expect(c.lists.length).toBe(1);
     await until(() => r.isLive()); // healthy again once the new watch is open
     expect(await m.render()).toMatch(/flyte_workspace_watch_restarts_total\{resource="configmaps",reason="error"\} 2/);
   });
 
+  it('caps the backoff at maxMs and starts again from initialMs after resetAfterMs without errors', async () => {
+    const c = new FakeClient();
+    const r = reflector(c, { backoff: { initialMs: 20, maxMs: 50, jitter: 0, resetAfterMs: 1000 } });
+    await r.start();
+    await until(() => c.watches.length === 1);
+    const gaps: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const before = c.watches.length;
+      const t0 = clock.now();
+      c.lastWatch.end(new Error('read ECONNRESET'));
+      while (c.watches.length === before) await clock.advance(1);
+      gaps.push(clock.now() - t0);
+    }
+    expect(gaps).toEqual([20, 40, 50, 50]);
+    await clock.advance(1001); // a quiet spell longer than resetAfterMs
+    const t0 = clock.now();
+    c.lastWatch.end(new Error('read ECONNRESET'));
+    while (c.watches.length === 5) await clock.advance(1);
+    expect(clock.now() - t0).toBe(20);
+  });
+
   it('retries a failing list with backoff and resolves start() once it succeeds', async () => {
     const c = new FakeClient();
     c.put('a');
-    c.listError = new WatchHttpError(403, 'Forbidden', 'nope');
+    c.listError = new KubeStatusError(403, 'Forbidden', 'nope');
     const r = reflector(c);
     let synced = false;
     const started = r.start().then(() => {
       synced = true;
     });
-    await until(() => c.lists.length >= 2);
+    await until(() => c.lists.length === 1);
+    await clock.advance(20);
+    expect(c.lists.length).toBe(2);
     expect(synced).toBe(false);
     c.listError = undefined;
+    await clock.advance(40);
     await started;
+    expect(c.lists.length).toBe(3);
     expect(r.get('ns/a')).toBeDefined();
   });
 
@@ -336,13 +367,16 @@ describe('Reflector', () => {
     await r.start();
     await until(() => c.watches.length === 1);
     // Activity postpones the stall.
-    await sleep(80);
+    await clock.advance(80);
     c.lastWatch.emit('BOOKMARK', { metadata: { resourceVersion: '101' } } as KubeObject);
-    await sleep(100);
+    await clock.advance(100);
     expect(c.watches.length).toBe(1);
-    // Now silence: a change the dead stream never delivers is found by the relist.
+    // Now silence: a change the dead stream never delivers is found by the relist, 150 ms after the bookmark.
     c.remove('a');
-    await until(() => c.watches.length === 2, 2000);
+    await clock.advance(49);
+    expect(c.watches.length).toBe(1);
+    await clock.advance(1);
+    expect(c.watches.length).toBe(2);
     expect(c.watches[0]?.aborted).toBe(true);
     expect(c.lists.length).toBe(2);
     expect(ev).toEqual([
@@ -360,7 +394,10 @@ describe('Reflector', () => {
     await r.start();
     await until(() => c.watches.length === 1);
     expect(c.lastWatch.opts.timeoutSeconds).toBe(0);
-    await until(() => c.watches.length === 2, 2000);
+    await clock.advance(99);
+    expect(c.watches.length).toBe(1);
+    await clock.advance(1);
+    expect(c.watches.length).toBe(2);
     expect(c.lists.length).toBe(2);
   });
 
@@ -378,7 +415,10 @@ describe('Reflector', () => {
     } as KubeObject);
     expect(r.lastSyncResourceVersion()).toBe('555');
     expect(ev).toEqual([]);
-    await sleep(1100); // not a "very short watch"
+    // Not a "very short watch". The gauge is a Unix time: the wall clock moves with the fake one here.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + 1100);
+    await clock.advance(1100);
     // Seconds since the last event is computed at scrape time.
     const sinceOf = (text: string) =>
       Number(/flyte_workspace_seconds_since_last_watch_event\{resource="configmaps"\} ([\d.e-]+)/.exec(text)?.[1]);
@@ -394,6 +434,7 @@ describe('Reflector', () => {
     expect(after).toMatch(/flyte_workspace_watch_restarts_total\{resource="configmaps",reason="timeout"\} 1/);
     // A re-opened stream counts as a sign of life.
     expect(sinceOf(after)).toBeLessThan(1);
+    vi.useRealTimers();
   });
 
   it('backs off when a watch ends immediately without events (broken proxy), instead of spinning', async () => {
@@ -402,9 +443,10 @@ describe('Reflector', () => {
     await r.start();
     await until(() => c.watches.length === 1);
     c.lastWatch.end();
-    await sleep(50);
+    await clock.advance(99);
     expect(c.watches.length).toBe(1);
-    await until(() => c.watches.length === 2);
+    await clock.advance(1);
+    expect(c.watches.length).toBe(2);
   });
 
   it('calls onResync with every stored object periodically', async () => {
@@ -415,8 +457,16 @@ describe('Reflector', () => {
     const batches: string[][] = [];
     r.onResync((objs) => batches.push(objs.map((o) => o.metadata.name)));
     await r.start();
-    await until(() => batches.length >= 2);
-    expect(batches[0]).toEqual(['a', 'b']);
+    await clock.advance(29);
+    expect(batches).toEqual([]);
+    await clock.advance(31);
+    expect(batches).toEqual([
+      ['a', 'b'],
+      ['a', 'b'],
+    ]);
+    await r.stop();
+    await clock.advance(300);
+    expect(batches).toHaveLength(2); // no resync after stop()
   });
 
   it('stop() before the first list rejects start(); stop() aborts the running watch', async () => {
@@ -434,8 +484,9 @@ describe('Reflector', () => {
     await r2.stop();
     expect(c2.lastWatch.aborted).toBe(true);
     expect(r2.isLive()).toBe(false);
-    await sleep(50);
+    await clock.advance(1000);
     expect(c2.watches.length).toBe(1);
+    expect(clock.pendingTimers()).toBe(0); // every timer cancelled
   });
 
   it('a throwing handler does not break the reflector', async () => {
@@ -586,36 +637,5 @@ describe('watch sources', () => {
     } finally {
       await s.stop();
     }
-  });
-});
-
-describe('LineSplitter (watch stream framing)', () => {
-  const split = (chunks: Buffer[]) => {
-    const s = new LineSplitter();
-    const out: string[] = [];
-    for (const c of chunks) s.push(c, (l) => out.push(l) > 0);
-    return out;
-  };
-
-  it('yields whole lines however the bytes are chunked, including a multi-byte character cut in half', () => {
-    const text = '{"a":"é€😀"}\n{"b":2}\n\n{"c":"x"}\n';
-    const bytes = Buffer.from(text, 'utf8');
-    const expected = ['{"a":"é€😀"}', '{"b":2}', '{"c":"x"}'];
-    for (let size = 1; size <= bytes.length; size++) {
-      const chunks: Buffer[] = [];
-      for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.subarray(i, i + size));
-      expect(split(chunks), `chunk size ${size}`).toEqual(expected);
-    }
-  });
-
-  it('keeps an unterminated last line back (a torn event is never parsed)', () => {
-    expect(split([Buffer.from('{"a":1}\n{"b":')])).toEqual(['{"a":1}']);
-  });
-
-  it('stops when the consumer says so', () => {
-    const s = new LineSplitter();
-    const out: string[] = [];
-    s.push(Buffer.from('1\n2\n3\n'), (l) => out.push(l) < 2);
-    expect(out).toEqual(['1', '2']);
   });
 });

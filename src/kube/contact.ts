@@ -60,7 +60,7 @@ function codesOf(err: unknown): { codes: string[]; innermost: string } {
   return { codes, innermost };
 }
 
-/** An HTTP status carried by our own errors (`code: number`) or client-node's ApiException. */
+/** An HTTP status carried by a KubeStatusError (or any error with a numeric `code`, like client-node's). */
 function httpStatusOf(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | undefined)?.code;
   return typeof code === 'number' && code >= 100 && code < 600 ? code : undefined;
