@@ -2,7 +2,8 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
 import type { WorkspaceStatus } from '../../src/reconcile/status.js';
-import { recordedAsConverged, type StepContext, spreadVerifiedAt } from '../../src/reconcile/types.js';
+import { recordedAsConverged, spreadVerifiedAt } from '../../src/reconcile/steps/scaffold.js';
+import type { StepContext } from '../../src/reconcile/types.js';
 import { workspaceNames } from '../../src/spec/names.js';
 import type { WorkspaceSpec } from '../../src/spec/workspace.js';
 
