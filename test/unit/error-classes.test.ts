@@ -3,6 +3,7 @@
 // answer the reads that lead to the failure under test; the real systems are in the integration tests.
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { workspaceDoc } from '../../harness/workspaces.js';
 import type { FlyteAdminApi } from '../../src/adapters/flyteadmin.js';
 import { type IamApi, IamError, type IamRole, toIamError } from '../../src/adapters/iam.js';
 import { type KubeApi, KubeApiError, type KubeObject } from '../../src/adapters/kubernetes.js';
@@ -25,16 +26,7 @@ import { validateWorkspace } from '../../src/spec/workspace.js';
 const cfg = defaultConfig();
 
 function ctx(c: ControllerConfig = cfg, id = 'ws1'): StepContext {
-  const parsed = validateWorkspace(
-    {
-      workspace_id: id,
-      workspace_name: `Workspace ${id}`,
-      users: [{ user_id: 'u1', email: `owner-${id}@example.com`, role: 'owner' }],
-      data_bucket: `${id}-data`,
-      services: [{ service_type: 'flyte', config: {} }],
-    },
-    c,
-  );
+  const parsed = validateWorkspace(workspaceDoc(id), c);
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
   return {
     cfg: c,

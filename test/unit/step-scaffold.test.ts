@@ -5,7 +5,14 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../harness/fake-clock.js';
 import { defaultConfig } from '../../src/config/config.js';
 import type { WorkspaceStatus } from '../../src/reconcile/status.js';
-import { ConvergedCache, settle, stepWriter, verifiedTtlMs } from '../../src/reconcile/steps/scaffold.js';
+import {
+  ConvergedCache,
+  recordedAsConverged,
+  settle,
+  spreadVerifiedAt,
+  stepWriter,
+  verifiedTtlMs,
+} from '../../src/reconcile/steps/scaffold.js';
 import { type PlannedChange, type StepContext, StepError } from '../../src/reconcile/types.js';
 import { workspaceNames } from '../../src/spec/names.js';
 import type { WorkspaceSpec } from '../../src/spec/workspace.js';
@@ -152,16 +159,16 @@ describe('settle', () => {
   });
 });
 
-const recordedReady = (hash: string): WorkspaceStatus => ({
+const status = (state: 'Ready' | 'Failed', desiredHash?: string): WorkspaceStatus => ({
   phase: 'Ready',
   conditions: [],
   steps: {
     iam: {
-      state: 'Ready',
+      state,
       reason: 'Synced',
       message: 'in sync',
-      lastTransitionTime: 't',
-      details: { desiredHash: hash },
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+      details: desiredHash ? { roleArn: 'arn:aws:iam::1:role/x', desiredHash } : { roleArn: 'arn:aws:iam::1:role/x' },
     },
   },
 });
@@ -212,7 +219,7 @@ describe('ConvergedCache', () => {
     const clock = new FakeClock();
     await clock.advance(50_000);
     const cache = new ConvergedCache<string>('iam', { now: () => clock.now(), random: () => 0.25 });
-    const restarted = ctx({ previous: recordedReady('h1') });
+    const restarted = ctx({ previous: status('Ready', 'h1') });
     expect(cache.lookup(restarted, 'h1', TTL, 'arn-recorded')).toEqual({ value: 'arn-recorded', from: 'recorded' });
     // Verified "0.25 TTL ago": trusted for the remaining 0.75 TTL, then read again.
     await clock.advance(0.75 * TTL - 1);
@@ -223,7 +230,7 @@ describe('ConvergedCache', () => {
 
   it('does not trust the status for another desired state, another step, without a value, with TTL 0, or once it has an entry', () => {
     const cache = new ConvergedCache<string>('iam', { now: () => 0, random: () => 0 });
-    const restarted = ctx({ previous: recordedReady('h1') });
+    const restarted = ctx({ previous: status('Ready', 'h1') });
     expect(cache.lookup(restarted, 'h2', TTL, 'arn')).toBeUndefined();
     expect(new ConvergedCache<string>('flyte').lookup(restarted, 'h1', TTL, 'arn')).toBeUndefined();
     expect(cache.lookup(restarted, 'h1', TTL)).toBeUndefined();
@@ -243,5 +250,35 @@ describe('ConvergedCache', () => {
       }, 5),
     ).toBe(9);
     expect(asked).toBe(1);
+  });
+});
+
+// What a restarted controller trusts from status, and where its next check falls.
+
+describe('recordedAsConverged', () => {
+  it('trusts a Ready record of exactly this desired state', () => {
+    expect(recordedAsConverged(ctx({ previous: status('Ready', 'h1') }), 'iam', 'h1')).toBe(true);
+  });
+
+  it('reads again for another desired state, a failed or missing record, an old record without a hash, a rerun or a plan', () => {
+    expect(recordedAsConverged(ctx({ previous: status('Ready', 'h1') }), 'iam', 'h2')).toBe(false);
+    expect(recordedAsConverged(ctx({ previous: status('Failed', 'h1') }), 'iam', 'h1')).toBe(false);
+    expect(recordedAsConverged(ctx({ previous: status('Ready') }), 'iam', 'h1')).toBe(false);
+    expect(recordedAsConverged(ctx({ previous: status('Ready', 'h1') }), 'flyte', 'h1')).toBe(false);
+    expect(recordedAsConverged(ctx(), 'iam', 'h1')).toBe(false);
+    expect(recordedAsConverged(ctx({ previous: status('Ready', 'h1'), force: true }), 'iam', 'h1')).toBe(false);
+    expect(recordedAsConverged(ctx({ previous: status('Ready', 'h1'), dryRun: true }), 'iam', 'h1')).toBe(false);
+  });
+});
+
+describe('spreadVerifiedAt', () => {
+  it('places the next check uniformly within one interval from now', () => {
+    expect(spreadVerifiedAt(10_000, 1_000, () => 0)).toBe(10_000); // next check a full interval away
+    expect(spreadVerifiedAt(10_000, 1_000, () => 0.999)).toBeCloseTo(9_001); // next check almost now
+    for (let i = 0; i < 100; i++) {
+      const at = spreadVerifiedAt(10_000, 1_000);
+      expect(at).toBeGreaterThan(9_000);
+      expect(at).toBeLessThanOrEqual(10_000);
+    }
   });
 });
