@@ -15,8 +15,8 @@
 // role each resync would take the whole budget and stall every other IAM call). Reconciles in between
 // (user list edits, Kubernetes drift, resyncs) cost no IAM calls. A rerun (ctx.force), a plan
 // (ctx.dryRun), any failure and any change of the desired state bypass or drop the entry. The entry lives
-// in memory only: after a restart the first reconcile of each workspace reads IAM again (reads only, when
-// converged).
+// in memory only: after a restart a status recording this desired state as Ready stands in for it, and
+// the role is re-read at a random point within one interval.
 import type { IamApi, IamRole } from '../../adapters/iam.js';
 import { isNoSuchEntity } from '../../adapters/iam.js';
 import type { ControllerConfig } from '../../config/config.js';
