@@ -464,7 +464,7 @@ function statusBody(
         reason: 'Applied',
         message: 'applied 6 change(s)',
         writes: 6,
-        details: { namespaces: namespaces.join(','), serviceAccount: `flyte-${ws.id}-runner`, roleBindings: '2' },
+        result: { namespaces, serviceAccount: `flyte-${ws.id}-runner`, roleBindings: 2 },
       },
       now,
     ),

@@ -17,14 +17,24 @@ import { Agent, request } from 'undici';
 import type { ControllerConfig, FlyteAuthConfig } from '../config/config.js';
 import type { MatchableResource, MatchingAttributes } from '../gen/flyteidl/admin/matchable_resource_pb.js';
 import type { ProjectDomainAttributes } from '../gen/flyteidl/admin/project_domain_attributes_pb.js';
-import type { Project, ProjectListRequestSchema, ProjectSchema, Projects } from '../gen/flyteidl/admin/project_pb.js';
+import {
+  InactiveProjectSchema,
+  type Project,
+  type ProjectListRequestSchema,
+  type ProjectSchema,
+  type Projects,
+} from '../gen/flyteidl/admin/project_pb.js';
 import { AdminService } from '../gen/flyteidl/service/admin_projects_pb.js';
+import { type ErrorClass, StepError } from '../kinds/step.js';
 import type { CallStats } from './call-stats.js';
 
 export type FlyteConfig = ControllerConfig['flyte'];
 export type ProjectInit = MessageInitShape<typeof ProjectSchema>;
 
-/** What the Flyte step needs from FlyteAdmin, in generated message types. Errors are ConnectErrors. */
+/**
+ * What the Flyte step needs from FlyteAdmin, in generated message types. Errors are ConnectErrors (the
+ * step reads their gRPC code); toFlyteError gives one its reason and class.
+ */
 export interface FlyteAdminApi {
   /** The project, archived ones included; undefined when it does not exist. */
   getProject(id: string): Promise<Project | undefined>;
@@ -539,4 +549,40 @@ function refused(op: string, what: string): ConnectError {
 
 function budgetSpent(op: string): ConnectError {
   return new ConnectError(`${op}: FlyteAdmin request budget for this reconcile is spent`, Code.DeadlineExceeded);
+}
+
+// ---- Error classes -----------------------------------------------------------------------------------
+
+/** gRPC code → reason and class; a code missing here is terminal (FlyteError). */
+const FLYTE_ERRORS: Partial<Record<Code, [reason: string, cls: ErrorClass]>> = {
+  [Code.Unavailable]: ['FlyteUnavailable', 'retryable'],
+  [Code.DeadlineExceeded]: ['FlyteUnavailable', 'retryable'],
+  [Code.ResourceExhausted]: ['FlyteUnavailable', 'retryable'],
+  [Code.Aborted]: ['FlyteUnavailable', 'retryable'],
+  [Code.Internal]: ['FlyteUnavailable', 'retryable'],
+  [Code.Unknown]: ['FlyteUnavailable', 'retryable'],
+  [Code.Canceled]: ['FlyteUnavailable', 'retryable'],
+  [Code.InvalidArgument]: ['FlyteInvalidArgument', 'terminal'],
+  [Code.AlreadyExists]: ['FlyteAlreadyExists', 'retryable'],
+  [Code.NotFound]: ['FlyteNotFound', 'retryable'],
+  // Credentials are mounted and rotate; the client already retried once with fresh ones.
+  [Code.Unauthenticated]: ['FlyteUnauthenticated', 'retryable'],
+  [Code.PermissionDenied]: ['FlytePermissionDenied', 'terminal'],
+  [Code.Unimplemented]: ['FlyteUnsupported', 'terminal'],
+};
+
+/** A FlyteAdmin failure as a StepError: reason and class by gRPC code, the code's name kept. */
+export function toFlyteError(err: unknown): StepError {
+  if (err instanceof StepError) return err;
+  if (!(err instanceof ConnectError)) {
+    return new StepError('FlyteError', err instanceof Error ? err.message : String(err), 'retryable');
+  }
+  const code = Code[err.code].replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+  const message = `FlyteAdmin: ${err.rawMessage}`;
+  // An archived/inactive project seen mid-flight (someone archived it): the next pass unarchives it.
+  if (err.code === Code.InvalidArgument && err.findDetails(InactiveProjectSchema).length > 0) {
+    return new StepError('FlyteProjectInactive', message, 'retryable', { code });
+  }
+  const [reason, cls] = FLYTE_ERRORS[err.code] ?? ['FlyteError', 'terminal'];
+  return new StepError(reason, message, cls, { code });
 }

@@ -6,8 +6,8 @@
 //   * at most `maxConcurrentCalls` (cfg.aws.maxConcurrentCalls) logical calls in flight, retries included,
 //   * a token bucket (default 5 requests/s, burst 10) charged per HTTP attempt, retries included.
 // The SDK retries throttling and 5xx in adaptive mode (cfg.aws.maxAttempts); errors that retrying cannot
-// fix (malformed policy, quota, validation, access denied) are never retried, and reach the step as a
-// StepError carrying the AWS error code.
+// fix (malformed policy, quota, validation, access denied) are never retried. Every failure reaches the
+// step as an IamError: the AWS error code, and the class (terminal or retryable) decided here.
 import {
   CreateRoleCommand,
   DeleteRoleCommand,
@@ -32,7 +32,7 @@ import {
 } from '@aws-sdk/client-iam';
 import type { ControllerConfig } from '../config/config.js';
 import { decodePolicyText } from '../desired/iam-policy.js';
-import { StepError } from '../kinds/step.js';
+import { type ErrorClass, StepError } from '../kinds/step.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { CallStats } from './call-stats.js';
 
@@ -139,22 +139,30 @@ const NETWORK_CODES = new Set([
   'UND_ERR_SOCKET',
 ]);
 
-export type IamErrorClass = 'throttled' | 'unavailable' | 'terminal' | 'not-found' | 'other';
+/** What went wrong, in IAM's terms; only `terminal` is not worth retrying. */
+export type IamErrorKind = 'throttled' | 'unavailable' | 'terminal' | 'not-found' | 'other';
 
 /** An IAM call failed; `code` is the AWS error code (e.g. MalformedPolicyDocument, NoSuchEntity). */
 export class IamError extends StepError {
   constructor(
     reason: string,
     message: string,
-    retryable: boolean,
     override readonly code: string,
-    readonly errorClass: IamErrorClass,
+    readonly kind: IamErrorKind,
     readonly operation: string,
     readonly httpStatus?: number,
   ) {
-    super(reason, message, retryable, code);
+    super(reason, message, iamErrorClass(kind), { code });
     this.name = 'IamError';
   }
+}
+
+/**
+ * EntityAlreadyExists, DeleteConflict, ConcurrentModification, expired credentials…: the next reconcile
+ * reads state again and usually gets past them; the work queue backs off meanwhile.
+ */
+export function iamErrorClass(kind: IamErrorKind): ErrorClass {
+  return kind === 'terminal' ? 'terminal' : 'retryable';
 }
 
 export function isNoSuchEntity(err: unknown): boolean {
@@ -183,7 +191,7 @@ function httpStatusOf(err: unknown): number | undefined {
   return typeof s === 'number' ? s : undefined;
 }
 
-export function classifyIamError(err: unknown): IamErrorClass {
+export function iamErrorKind(err: unknown): IamErrorKind {
   const code = awsErrorCode(err);
   const status = httpStatusOf(err);
   if (TERMINAL_CODES.has(code)) return 'terminal';
@@ -197,28 +205,21 @@ export function classifyIamError(err: unknown): IamErrorClass {
   return 'other';
 }
 
-/** Turns whatever the SDK threw into an IamError (a StepError) with the AWS code and retryability. */
+const REASON_OF: Record<IamErrorKind, string> = {
+  terminal: 'IamRejected',
+  throttled: 'IamThrottled',
+  unavailable: 'IamUnavailable',
+  'not-found': 'IamNotFound',
+  other: 'IamError',
+};
+
+/** Turns whatever the SDK threw into an IamError with the AWS code, its kind and class. */
 export function toIamError(err: unknown, operation: string): IamError {
   if (err instanceof IamError) return err;
-  const code = awsErrorCode(err);
-  const cls = classifyIamError(err);
+  const kind = iamErrorKind(err);
   const detail = err instanceof Error ? err.message : String(err);
   const message = `IAM ${operation} failed: ${detail}`;
-  const status = httpStatusOf(err);
-  switch (cls) {
-    case 'terminal':
-      return new IamError('IamRejected', message, false, code, cls, operation, status);
-    case 'throttled':
-      return new IamError('IamThrottled', message, true, code, cls, operation, status);
-    case 'unavailable':
-      return new IamError('IamUnavailable', message, true, code, cls, operation, status);
-    case 'not-found':
-      return new IamError('IamNotFound', message, true, code, cls, operation, status);
-    default:
-      // EntityAlreadyExists, DeleteConflict, ConcurrentModification, expired credentials…: the next
-      // reconcile reads state again and usually gets past it; the work queue backs off meanwhile.
-      return new IamError('IamError', message, true, code, cls, operation, status);
-  }
+  return new IamError(REASON_OF[kind], message, awsErrorCode(err), kind, operation, httpStatusOf(err));
 }
 
 // ---- Request budget ----------------------------------------------------------------------------------
@@ -364,7 +365,7 @@ export class SdkIamApi implements IamApi {
           mode: inner.mode,
           acquireInitialRetryToken: (scope) => inner.acquireInitialRetryToken(scope),
           refreshRetryTokenForRetry: async (token, info) => {
-            if (classifyIamError(info.error) === 'terminal') throw new Error('not retryable');
+            if (iamErrorKind(info.error) === 'terminal') throw new Error('not retryable');
             return inner.refreshRetryTokenForRetry(token, info);
           },
           recordSuccess: (token) => inner.recordSuccess(token),
@@ -384,8 +385,7 @@ export class SdkIamApi implements IamApi {
   async getRole(name: string): Promise<IamRole | undefined> {
     try {
       const out = await this.call('GetRole', false, () => this.client.send(new GetRoleCommand({ RoleName: name })));
-      if (!out.Role)
-        throw new IamError('IamError', `IAM GetRole ${name}: empty response`, true, 'Empty', 'other', 'GetRole');
+      if (!out.Role) throw new IamError('IamError', `IAM GetRole ${name}: empty response`, 'Empty', 'other', 'GetRole');
       return toIamRole(out.Role);
     } catch (err) {
       if (isNoSuchEntity(err)) return undefined;
@@ -408,14 +408,7 @@ export class SdkIamApi implements IamApi {
       ),
     );
     if (!out.Role) {
-      throw new IamError(
-        'IamError',
-        `IAM CreateRole ${input.name}: empty response`,
-        true,
-        'Empty',
-        'other',
-        'CreateRole',
-      );
+      throw new IamError('IamError', `IAM CreateRole ${input.name}: empty response`, 'Empty', 'other', 'CreateRole');
     }
     return toIamRole(out.Role);
   }

@@ -7,7 +7,7 @@ import { HttpKubeApi } from '../adapters/kubernetes.js';
 import type { ControllerConfig } from '../config/config.js';
 import { ClaimIndex } from '../reconcile/claims.js';
 import { WorkspaceReconciler } from '../reconcile/reconciler.js';
-import type { PlannedChange } from '../reconcile/types.js';
+import { type PlannedChange, stepDetails } from '../reconcile/types.js';
 import type { WorkspaceSpec } from '../spec/workspace.js';
 import { loadKubeConfig } from './daemon.js';
 import { buildSteps, type ExternalClients } from './steps.js';
@@ -66,7 +66,16 @@ export async function runPlan(
     const { changes, outcomes } = await reconciler.plan(spec, specHash, o.source);
     const writes = stats.kubernetes.writes + stats.iam.writes + stats.flyte.writes;
     if (o.json) {
-      print(JSON.stringify({ workspace: spec.workspaceId, source: o.source, changes, outcomes, writes }, null, 2));
+      // Each step's result as the status records it (details), so the JSON reads like the status.
+      const shown = Object.fromEntries(
+        Object.entries(outcomes).map(([k, { result, ...rest }]) => [
+          k,
+          result ? { ...rest, details: stepDetails(result) } : rest,
+        ]),
+      );
+      print(
+        JSON.stringify({ workspace: spec.workspaceId, source: o.source, changes, outcomes: shown, writes }, null, 2),
+      );
     } else {
       print(`Plan for workspace ${spec.workspaceId} (source ${o.source}):`);
       for (const system of ['kubernetes', 'iam', 'flyte'] as const) {

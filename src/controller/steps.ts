@@ -65,7 +65,7 @@ export function buildSteps(cfg: ControllerConfig, d: StepDeps): WorkspaceStep[] 
     steps.push(
       new IamStep({
         api: d.clients.iam,
-        verifyTtlMs: () => {
+        verifiedTtlMs: () => {
           const ms = iamDriftCheckIntervalMs(cfg, d.workspaceCount?.() ?? 0);
           d.onDriftCheckInterval?.('iam', ms / 1000);
           return ms;

@@ -7,7 +7,7 @@ import { type IamApi, isNoSuchEntity } from '../adapters/iam.js';
 import type { ControllerConfig } from '../config/config.js';
 import { IAM_TAG_MANAGED_BY, IAM_TAG_WORKSPACE_ID } from '../desired/iam.js';
 import { deleteOwnedRole } from './steps/iam.js';
-import type { PlannedChange } from './types.js';
+import { stepWriter } from './steps/scaffold.js';
 
 export interface IamOrphan {
   roleName: string;
@@ -60,8 +60,7 @@ export async function sweepIamOrphans(o: SweepIamOrphansOptions): Promise<IamOrp
       continue;
     }
     try {
-      const changes: PlannedChange[] = [];
-      await deleteOwnedRole(api, role, { dryRun: false, changes, log });
+      await deleteOwnedRole(api, role, { dryRun: false, log }, stepWriter({ dryRun: false, changes: [] }));
       orphan.action = 'deleted';
       log.info({ role: role.name, workspace: workspaceId }, 'orphan sweep: deleted IAM role of a removed workspace');
     } catch (err) {

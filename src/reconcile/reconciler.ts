@@ -35,6 +35,8 @@ import {
   StepError,
   type StepName,
   type StepOutcome,
+  type StepResult,
+  stepResultOf,
   type WorkspaceStep,
 } from './types.js';
 
@@ -359,7 +361,7 @@ export class WorkspaceReconciler {
     // The runner ServiceAccount names the role by the ARN IAM last returned (this pass, else the status),
     // else by the computed one: a pure function of configuration and name, so the namespace never waits
     // for IAM (see README, "Bulkheads").
-    const knownArn = pass.outcomes.get('iam')?.details?.roleArn ?? prev?.roleArn;
+    const knownArn = pass.outcomes.get('iam')?.result?.roleArn ?? prev?.roleArn;
     if (knownArn) ctx.outputs.roleArn = knownArn;
     const outcomes = new Map<StepName, StepOutcome>();
     const pending = new Set<StepName>();
@@ -382,15 +384,15 @@ export class WorkspaceReconciler {
         if (!shown) blocked = true;
       }
       outcomes.set(step.name, run.pending && shown ? shownOutcome(shown) : run.outcome);
-      if (step.name === 'iam' && !run.pending && run.outcome.details?.roleArn) {
-        ctx.outputs.roleArn = run.outcome.details.roleArn;
+      if (step.name === 'iam' && !run.pending && run.outcome.result?.roleArn) {
+        ctx.outputs.roleArn = run.outcome.result.roleArn;
       }
       if (run.outcome.state === 'Conflict') break; // not ours: create nothing further
     }
     // The ServiceAccount annotation must carry the ARN IAM actually returned; redo the Kubernetes
     // step when it differs from the one used on the first pass.
     const kubeStep = this.d.steps.find((s) => s.name === 'kubernetes');
-    const iamArn = outcomes.get('iam')?.details?.roleArn;
+    const iamArn = outcomes.get('iam')?.result?.roleArn;
     if (
       kubeStep &&
       iamArn &&
@@ -442,11 +444,11 @@ export class WorkspaceReconciler {
     };
     const observed = phase === 'Ready' ? specHash : prev?.observedSpecHash;
     if (observed) status.observedSpecHash = observed;
-    const details = Object.assign({}, ...[...outcomes.values()].map((o) => o.details ?? {})) as Record<string, string>;
-    if (details.namespaces) status.namespaces = details.namespaces.split(',');
-    if (details.roleArn) status.roleArn = details.roleArn;
-    if (details.projectId) status.flyteProject = details.projectId;
-    if (details.consoleUrl) status.consoleUrl = details.consoleUrl;
+    const found: StepResult = Object.assign({}, ...[...outcomes.values()].map((o) => o.result ?? {}));
+    if (found.namespaces?.length) status.namespaces = found.namespaces;
+    if (found.roleArn) status.roleArn = found.roleArn;
+    if (found.projectId) status.flyteProject = found.projectId;
+    if (found.consoleUrl) status.consoleUrl = found.consoleUrl;
     if (firstProblem && firstProblem !== progressing) status.lastError = clipMessage(readyMessage);
     // A rerun is handled once every step has answered for it; until then the previous token stays.
     if (requested !== undefined && (pending.size === 0 || !force)) status.lastHandledReconcileAt = requested;
@@ -670,6 +672,6 @@ function pendingOutcome(name: StepName, answer: Exclude<LaneAnswer, { kind: 'set
 /** The recorded status of a step, as an outcome that writes the same status again. */
 function shownOutcome(s: StepStatus): StepOutcome {
   const o: StepOutcome = { state: s.state, reason: s.reason, message: s.message, writes: 0 };
-  if (s.details) o.details = s.details;
+  if (s.details) o.result = stepResultOf(s.details);
   return o;
 }

@@ -1,6 +1,6 @@
 // The status the controller writes back on the workspace ConfigMap (annotation workspaces.flyte.org/status):
 // compact JSON a person running `kubectl get cm -o yaml` can read. Pure functions only.
-import type { StepName, StepOutcome, StepState } from '../kinds/step.js';
+import { type StepName, type StepOutcome, type StepState, stepDetails } from '../kinds/step.js';
 import type { FieldError } from '../spec/workspace.js';
 
 export type Phase = 'Provisioning' | 'Ready' | 'Failed' | 'Invalid' | 'Conflict' | 'Deleting' | 'Disabled';
@@ -18,6 +18,7 @@ export interface StepStatus {
   reason: string;
   message: string;
   lastTransitionTime: string;
+  /** The step's result as text (stepDetails); this shape is what every controller version reads. */
   details?: Record<string, string>;
 }
 
@@ -87,7 +88,8 @@ export function stepStatus(prev: StepStatus | undefined, outcome: StepOutcome, n
     message: ready ? 'in sync' : clipMessage(outcome.message),
     lastTransitionTime: prev && prev.state === outcome.state ? prev.lastTransitionTime : now,
   };
-  if (outcome.details && Object.keys(outcome.details).length > 0) s.details = outcome.details;
+  const details = outcome.result ? stepDetails(outcome.result) : {};
+  if (Object.keys(details).length > 0) s.details = details;
   return s;
 }
 

@@ -1,12 +1,29 @@
 // The contract between the reconciler and each external system's step (Kubernetes, IAM, FlyteAdmin).
 import type { Logger } from 'pino';
 import type { ControllerConfig } from '../config/config.js';
-import { StepError, type StepName, type StepOutcome, type SystemName } from '../kinds/step.js';
+import {
+  type ErrorClass,
+  StepError,
+  type StepName,
+  type StepOutcome,
+  type StepState,
+  type SystemName,
+} from '../kinds/step.js';
 import type { WorkspaceNames } from '../spec/names.js';
 import type { WorkspaceSpec } from '../spec/workspace.js';
 import type { WorkspaceStatus } from './status.js';
 
-export { StepError, type StepName, type StepOutcome, type StepState, type SystemName } from '../kinds/step.js';
+export {
+  type ErrorClass,
+  StepError,
+  type StepName,
+  type StepOutcome,
+  type StepResult,
+  type StepState,
+  type SystemName,
+  stepDetails,
+  stepResultOf,
+} from '../kinds/step.js';
 
 /** One change a step made (or, in dry-run, would make). The `plan` command prints these. */
 export interface PlannedChange {
@@ -44,24 +61,6 @@ export interface StepContext extends StepBaseContext {
   previous?: WorkspaceStatus;
 }
 
-/**
- * Whether the previous status records `step` as Ready for exactly this desired state (`desiredHash` in
- * its details). After a restart the steps' in-memory "verified" records are empty; trusting what was
- * recorded, and re-reading at a random point within one drift-check interval, spreads a restart's
- * re-reads of thousands of workspaces over that interval instead of spending the whole request budget
- * at once. A rerun (force) or a plan always reads.
- */
-export function recordedAsConverged(ctx: StepContext, step: StepName, desiredHash: string): boolean {
-  if (ctx.force || ctx.dryRun) return false;
-  const s = ctx.previous?.steps[step];
-  return s?.state === 'Ready' && s.details?.desiredHash === desiredHash;
-}
-
-/** A verification time that makes the next check fall uniformly within the next `intervalMs`. */
-export function spreadVerifiedAt(now: number, intervalMs: number, random: () => number = Math.random): number {
-  return now - random() * intervalMs;
-}
-
 export interface StepOutputs {
   /** The ARN IAM returned for the workspace role (falls back to the computed one before IAM ran). */
   roleArn?: string;
@@ -71,6 +70,17 @@ export interface StepOutputs {
   serviceAccountRoleArn?: string;
 }
 
+/**
+ * One external system's step. The contract, the same for every step:
+ * - ensure/teardown resolve to an outcome, failures included: a failure is raised inside the step as a
+ *   StepError whose class (conflict / terminal / retryable) was decided where it was born (the adapter
+ *   for the system's own errors, the step for objects that are not ours), and `settle` (steps/scaffold.ts)
+ *   turns it into the outcome, keeping the writes made before it. A rejection is a defect; the reconciler
+ *   reports it as a retryable failure and logs it.
+ * - Every write goes through the step's StepWriter (record the change, skip it in a dry run, count it,
+ *   report drift repair), so a plan and a reconcile see the same changes.
+ * - What the step established is returned typed in `result`; later steps read StepOutputs.
+ */
 export interface WorkspaceStep {
   readonly name: StepName;
   /** Make the system match the spec. Must be idempotent and write only on difference. */
@@ -79,15 +89,21 @@ export interface WorkspaceStep {
   teardown(ctx: StepBaseContext): Promise<StepOutcome>;
 }
 
+/** The outcome state of each error class. */
+const STATE_OF: Record<ErrorClass, StepState> = { conflict: 'Conflict', terminal: 'Failed', retryable: 'Failed' };
+
+/** A failure as an outcome: the error's class decides the state and the retry; anything unclassified retries. */
 export function errorOutcome(err: unknown): StepOutcome {
   if (err instanceof StepError) {
-    return {
-      state: err.reason.endsWith('Conflict') || err.reason.includes('NotOwned') ? 'Conflict' : 'Failed',
+    const outcome: StepOutcome = {
+      state: STATE_OF[err.errorClass],
       reason: err.reason,
       message: err.code ? `${err.code}: ${err.message}` : err.message,
       writes: 0,
       retryable: err.retryable,
     };
+    if (err.result) outcome.result = err.result;
+    return outcome;
   }
   return {
     state: 'Failed',

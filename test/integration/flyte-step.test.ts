@@ -13,7 +13,7 @@ import {
 } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { AdminService } from '../../src/gen/flyteidl/service/admin_projects_pb.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
-import { errorOutcome, StepError } from '../../src/reconcile/types.js';
+import type { StepOutcome } from '../../src/reconcile/types.js';
 import {
   baseContext,
   client,
@@ -48,14 +48,11 @@ afterAll(async () => {
 
 beforeEach(() => double.reset());
 
-async function expectStepError(p: Promise<unknown>): Promise<StepError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(StepError);
-    return err as StepError;
-  }
-  throw new Error('expected a StepError');
+/** The step reports a failure as its outcome (the step contract), never by rejecting. */
+async function expectFailure(p: Promise<StepOutcome>): Promise<StepOutcome> {
+  const out = await p;
+  expect(['Failed', 'Conflict']).toContain(out.state);
+  return out;
 }
 
 describe('FlyteStep.ensure', () => {
@@ -67,7 +64,7 @@ describe('FlyteStep.ensure', () => {
 
     const out = await step.ensure(ctx);
     expect(out).toMatchObject({ state: 'Ready', reason: 'Applied', writes: 1 + ATTRIBUTE_ROWS });
-    expect(out.details).toMatchObject({
+    expect(out.result).toMatchObject({
       projectId: id,
       consoleUrl: `http://console.example/console/projects/${id}`,
       projectState: 'ACTIVE',
@@ -201,10 +198,8 @@ describe('FlyteStep.ensure', () => {
     const step = new FlyteStep(api);
     const id = uniqueId();
     double.seedProject({ id, name: 'Somebody else', description: 'theirs' });
-    const err = await expectStepError(step.ensure(stepContext(cfg, workspaceSpec(cfg, id))));
-    expect(err.reason).toBe('FlyteProjectConflict');
-    expect(err.retryable).toBe(false);
-    expect(errorOutcome(err).state).toBe('Conflict');
+    const out = await expectFailure(step.ensure(stepContext(cfg, workspaceSpec(cfg, id))));
+    expect(out).toMatchObject({ state: 'Conflict', reason: 'FlyteProjectConflict', retryable: false, writes: 0 });
     expect(double.calls().writes).toBe(0);
     expect(double.project(id)).toMatchObject({ name: 'Somebody else', description: 'theirs' });
 
@@ -222,8 +217,8 @@ describe('FlyteStep.ensure', () => {
       name: 'x',
       labels: { values: { [MANAGED_BY_LABEL]: 'flyte-workspace-controller', [WORKSPACE_ID_LABEL]: 'other' } },
     });
-    const err = await expectStepError(step.ensure(stepContext(cfg, workspaceSpec(cfg, id))));
-    expect(err.reason).toBe('FlyteProjectConflict');
+    const out = await expectFailure(step.ensure(stepContext(cfg, workspaceSpec(cfg, id))));
+    expect(out).toMatchObject({ state: 'Conflict', reason: 'FlyteProjectConflict' });
   });
 
   it('dry run plans everything and writes nothing', async () => {
@@ -250,7 +245,7 @@ describe('FlyteStep.teardown', () => {
 
     const td = await step.teardown(baseContext(cfg, id, { force: true }));
     expect(td).toMatchObject({ state: 'Deleted', reason: 'Archived', writes: 1 });
-    expect(td.details?.projectState).toBe('ARCHIVED');
+    expect(td.result?.projectState).toBe('ARCHIVED');
     expect(double.calls().writes).toBe(1);
     expect(double.calls().byMethod.DeleteProjectDomainAttributes ?? 0).toBe(0);
     const archive = double.requests('UpdateProject')[0]?.request as Project;
@@ -367,10 +362,10 @@ describe('FlyteStep against an unhealthy FlyteAdmin', () => {
     const id = uniqueId();
     const s = workspaceSpec(cfg, id);
     double.setDown(true);
-    const err = await expectStepError(step.ensure(stepContext(cfg, s)));
-    expect(err).toMatchObject({ reason: 'FlyteUnavailable', retryable: true, code: 'UNAVAILABLE' });
+    const failed = await expectFailure(step.ensure(stepContext(cfg, s)));
+    expect(failed).toMatchObject({ state: 'Failed', reason: 'FlyteUnavailable', retryable: true });
+    expect(failed.message).toMatch(/^UNAVAILABLE: /);
     expect(double.calls().byMethod.GetDomains).toBe(cfg.flyte.maxAttempts);
-    expect(errorOutcome(err)).toMatchObject({ state: 'Failed', retryable: true });
 
     double.setDown(false);
     const out = await step.ensure(stepContext(cfg, s));
@@ -384,7 +379,8 @@ describe('FlyteStep against an unhealthy FlyteAdmin', () => {
     const id = uniqueId();
     const s = workspaceSpec(cfg, id);
     double.failNext(100, Code.Unavailable, ['UpdateProjectDomainAttributes']);
-    await expectStepError(step.ensure(stepContext(cfg, s)));
+    // The failure still reports the write made before it (the registration).
+    expect(await expectFailure(step.ensure(stepContext(cfg, s)))).toMatchObject({ state: 'Failed', writes: 1 });
     expect(double.project(id)).toBeDefined();
     double.clearFaults();
 
@@ -415,14 +411,15 @@ describe('FlyteStep against an unhealthy FlyteAdmin', () => {
     expect(double.inspect().projects).toHaveLength(1);
   });
 
-  it('latency beyond the call deadline: DEADLINE_EXCEEDED retried, then a retryable StepError', async () => {
+  it('latency beyond the call deadline: DEADLINE_EXCEEDED retried, then a retryable failure', async () => {
     const slowCfg = flyteConfig(double, { callTimeoutMs: 150, maxAttempts: 3 });
     const slowApi = client(slowCfg);
     try {
       const step = new FlyteStep(slowApi);
       double.setLatency(600);
-      const err = await expectStepError(step.ensure(stepContext(slowCfg, workspaceSpec(slowCfg, uniqueId()))));
-      expect(err).toMatchObject({ reason: 'FlyteUnavailable', retryable: true, code: 'DEADLINE_EXCEEDED' });
+      const out = await expectFailure(step.ensure(stepContext(slowCfg, workspaceSpec(slowCfg, uniqueId()))));
+      expect(out).toMatchObject({ reason: 'FlyteUnavailable', retryable: true });
+      expect(out.message).toMatch(/^DEADLINE_EXCEEDED: /);
       expect(double.calls().byMethod.GetDomains).toBe(3);
     } finally {
       slowApi.close();
@@ -433,8 +430,9 @@ describe('FlyteStep against an unhealthy FlyteAdmin', () => {
     const step = new FlyteStep(api, { budgetMs: 400 });
     double.setLatency(150);
     const started = Date.now();
-    const err = await expectStepError(step.ensure(stepContext(cfg, workspaceSpec(cfg, uniqueId()), { force: true })));
-    expect(err).toMatchObject({ reason: 'FlyteUnavailable', code: 'DEADLINE_EXCEEDED', retryable: true });
+    const out = await expectFailure(step.ensure(stepContext(cfg, workspaceSpec(cfg, uniqueId()), { force: true })));
+    expect(out).toMatchObject({ reason: 'FlyteUnavailable', retryable: true });
+    expect(out.message).toMatch(/^DEADLINE_EXCEEDED: /);
     expect(Date.now() - started).toBeLessThan(1_500);
   });
 

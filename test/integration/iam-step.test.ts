@@ -185,7 +185,7 @@ describe('IamStep.ensure', () => {
     expect(role?.Path).toBe(env.cfg.aws.rolePath);
     expect(role?.Arn).toBe(`arn:aws:iam::123456789012:role${env.cfg.aws.rolePath}${env.roleName}`);
     expect(ctx.outputs.roleArn).toBe(role?.Arn);
-    expect(outcome.details).toEqual({ roleName: env.roleName, roleArn: role?.Arn, desiredHash: expect.any(String) });
+    expect(outcome.result).toEqual({ roleName: env.roleName, roleArn: role?.Arn, desiredHash: expect.any(String) });
     expect(role?.MaxSessionDuration).toBe(3600);
     expect(role?.Description).toContain(env.id);
     expect(tagsOf(role)).toEqual({
@@ -223,8 +223,8 @@ describe('IamStep.ensure', () => {
     const ctx = env.ctx();
     const cached = await env.step.ensure(ctx);
     expect(cached).toMatchObject({ state: 'Ready', writes: 0 });
-    expect(cached.details).toEqual(forced.details);
-    expect(ctx.outputs.roleArn).toBe(forced.details?.roleArn);
+    expect(cached.result).toEqual(forced.result);
+    expect(ctx.outputs.roleArn).toBe(forced.result?.roleArn);
     expect(proxy.total()).toBe(0);
     expect(env.stats.reads + env.stats.writes).toBe(0);
   });
@@ -608,19 +608,20 @@ describe('IamStep.ensure', () => {
       expect(proxy.count('CreateRole')).toBe(1);
     });
 
-    it('the adapter raises IamError (a StepError) with the code and class', async () => {
+    it('the adapter raises IamError with the AWS code, its kind and an explicit class', async () => {
       const env = makeEnv();
       proxy.inject({ error: 'MalformedPolicyDocument', action: 'UpdateAssumeRolePolicy' });
       const err = await env.api.updateAssumeRolePolicy('does-not-matter', '{}').catch((e: unknown) => e);
       expect(err).toBeInstanceOf(IamError);
       expect(err).toMatchObject({
         code: 'MalformedPolicyDocument',
+        kind: 'terminal',
         errorClass: 'terminal',
         retryable: false,
         httpStatus: 400,
       });
       const missing = await env.api.deleteRole(`missing-${env.id}`).catch((e: unknown) => e);
-      expect(missing).toMatchObject({ code: 'NoSuchEntity', errorClass: 'not-found' });
+      expect(missing).toMatchObject({ code: 'NoSuchEntity', kind: 'not-found', errorClass: 'retryable' });
       expect(await env.api.getRole(`missing-${env.id}`)).toBeUndefined();
     });
   });

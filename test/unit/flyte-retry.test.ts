@@ -10,11 +10,11 @@ import {
   isRetryableCode,
   Limiter,
   RETRYABLE_CODES,
+  toFlyteError,
 } from '../../src/adapters/flyteadmin.js';
 import { defaultConfig } from '../../src/config/config.js';
 import { MatchableResource } from '../../src/gen/flyteidl/admin/matchable_resource_pb.js';
-import { toStepError } from '../../src/reconcile/steps/flyte.js';
-import { StepError } from '../../src/reconcile/types.js';
+import { StepError } from '../../src/kinds/step.js';
 
 const log = pino({ level: 'silent' });
 const ALL_CODES = Object.values(Code).filter((c): c is Code => typeof c === 'number');
@@ -184,22 +184,29 @@ describe('limiter', () => {
 
 describe('StepError mapping', () => {
   it.each([
-    [Code.Unavailable, 'FlyteUnavailable', true, 'UNAVAILABLE'],
-    [Code.DeadlineExceeded, 'FlyteUnavailable', true, 'DEADLINE_EXCEEDED'],
-    [Code.ResourceExhausted, 'FlyteUnavailable', true, 'RESOURCE_EXHAUSTED'],
-    [Code.InvalidArgument, 'FlyteInvalidArgument', false, 'INVALID_ARGUMENT'],
-    [Code.Unauthenticated, 'FlyteUnauthenticated', true, 'UNAUTHENTICATED'],
-    [Code.PermissionDenied, 'FlytePermissionDenied', false, 'PERMISSION_DENIED'],
-    [Code.Unimplemented, 'FlyteUnsupported', false, 'UNIMPLEMENTED'],
-  ])('%s → %s', (code, reason, retryable, name) => {
-    const e = toStepError(new ConnectError('x', code));
+    [Code.Unavailable, 'FlyteUnavailable', 'retryable', 'UNAVAILABLE'],
+    [Code.DeadlineExceeded, 'FlyteUnavailable', 'retryable', 'DEADLINE_EXCEEDED'],
+    [Code.ResourceExhausted, 'FlyteUnavailable', 'retryable', 'RESOURCE_EXHAUSTED'],
+    [Code.Aborted, 'FlyteUnavailable', 'retryable', 'ABORTED'],
+    [Code.Internal, 'FlyteUnavailable', 'retryable', 'INTERNAL'],
+    [Code.Unknown, 'FlyteUnavailable', 'retryable', 'UNKNOWN'],
+    [Code.Canceled, 'FlyteUnavailable', 'retryable', 'CANCELED'],
+    [Code.InvalidArgument, 'FlyteInvalidArgument', 'terminal', 'INVALID_ARGUMENT'],
+    [Code.AlreadyExists, 'FlyteAlreadyExists', 'retryable', 'ALREADY_EXISTS'],
+    [Code.NotFound, 'FlyteNotFound', 'retryable', 'NOT_FOUND'],
+    [Code.Unauthenticated, 'FlyteUnauthenticated', 'retryable', 'UNAUTHENTICATED'],
+    [Code.PermissionDenied, 'FlytePermissionDenied', 'terminal', 'PERMISSION_DENIED'],
+    [Code.Unimplemented, 'FlyteUnsupported', 'terminal', 'UNIMPLEMENTED'],
+    [Code.FailedPrecondition, 'FlyteError', 'terminal', 'FAILED_PRECONDITION'],
+  ] as const)('%s → %s (%s)', (code, reason, errorClass, name) => {
+    const e = toFlyteError(new ConnectError('x', code));
     expect(e).toBeInstanceOf(StepError);
-    expect(e).toMatchObject({ reason, retryable, code: name });
+    expect(e).toMatchObject({ reason, errorClass, retryable: errorClass === 'retryable', code: name });
   });
 
   it('keeps StepErrors and wraps anything else as retryable', () => {
-    const se = new StepError('FlyteProjectConflict', 'x', false);
-    expect(toStepError(se)).toBe(se);
-    expect(toStepError(new Error('weird'))).toMatchObject({ reason: 'FlyteError', retryable: true });
+    const se = new StepError('FlyteProjectConflict', 'x', 'conflict');
+    expect(toFlyteError(se)).toBe(se);
+    expect(toFlyteError(new Error('weird'))).toMatchObject({ reason: 'FlyteError', errorClass: 'retryable' });
   });
 });

@@ -6,15 +6,15 @@
 // the users' own workflow- and launch-plan-level rows of that project-domain. On re-add the project is
 // unarchived and our project-domain rows are upserted, which touches no other level.
 //
-// Caching: a per-workspace "converged" record keyed by a hash of the whole desired Flyte state. While the
-// hash is unchanged and the record is younger than `verifiedTtlMs`, ensure() makes no FlyteAdmin call at
-// all; ctx.force, dry runs, a changed hash, an expired record, any error and teardown bypass or drop it,
+// Caching: a per-workspace converged entry (ConvergedCache) keyed by a hash of the whole desired Flyte
+// state. While the hash is unchanged and the entry is younger than `verifiedTtlMs`, ensure() makes no
+// FlyteAdmin call at all; ctx.force, dry runs, a changed hash, an expired record, any error and teardown bypass or drop it,
 // so drift made directly in FlyteAdmin is repaired within verifiedTtlMs (default
 // flyte.driftCheckIntervalSeconds, 30 min: re-reading 7 things per workspace on every 10-minute resync
 // would be ~60 reads/s against FlyteAdmin at 5,000 workspaces). After a restart, a status recording
 // this desired state as Ready is trusted and re-read within one interval (recordedAsConverged).
 import { Code, ConnectError } from '@connectrpc/connect';
-import type { FlyteAdminApi } from '../../adapters/flyteadmin.js';
+import { type FlyteAdminApi, toFlyteError } from '../../adapters/flyteadmin.js';
 import type { ControllerConfig } from '../../config/config.js';
 import {
   attributesDiff,
@@ -30,28 +30,30 @@ import {
 } from '../../desired/flyte.js';
 import { roleArnFor } from '../../desired/iam-arn.js';
 import type { MatchingAttributes } from '../../gen/flyteidl/admin/matchable_resource_pb.js';
-import { InactiveProjectSchema, type Project, Project_ProjectState } from '../../gen/flyteidl/admin/project_pb.js';
+import { type Project, Project_ProjectState } from '../../gen/flyteidl/admin/project_pb.js';
+import type { StepResult } from '../../kinds/step.js';
 import {
   type PlannedChange,
-  recordedAsConverged,
   type StepBaseContext,
   type StepContext,
   StepError,
   type StepOutcome,
-  spreadVerifiedAt,
   type WorkspaceStep,
 } from '../types.js';
+import { ConvergedCache, settle, stepWriter, type VerifiedTtl, verifiedTtlMs } from './scaffold.js';
 
 export interface FlyteStepOptions {
   /** Total time for all FlyteAdmin calls of one ensure/teardown. Default max(30 s, 3 × callTimeoutMs). */
   budgetMs?: number;
   /** How long a verified, unchanged workspace is trusted without reading FlyteAdmin. Default flyte.driftCheckIntervalSeconds; 0 = never. */
-  verifiedTtlMs?: number;
+  verifiedTtlMs?: VerifiedTtl;
   /** How long the GetDomains answer is reused. Default 10 min. */
   domainsTtlMs?: number;
   /** Called per repaired write (`project` or `attributes`) when the spec did not change (drift). */
   onDrift?: (kind: string) => void;
   now?: () => number;
+  /** Where within one TTL a record trusted from status after a restart is re-read (tests). */
+  random?: () => number;
 }
 
 const STATE_NAMES: Record<number, string> = {
@@ -64,77 +66,59 @@ const stateName = (s: Project_ProjectState) => STATE_NAMES[s] ?? String(s);
 
 export class FlyteStep implements WorkspaceStep {
   readonly name = 'flyte' as const;
-  private readonly converged = new Map<string, { hash: string; at: number }>();
+  /** No value: the answer is recomputed from the same inputs, so both paths report the same result. */
+  private readonly converged: ConvergedCache<true>;
   private domainCache?: { domains: string[]; at: number };
   private domainsInFlight?: Promise<string[]>;
 
   constructor(
     private readonly api: FlyteAdminApi,
     private readonly opts: FlyteStepOptions = {},
-  ) {}
+  ) {
+    this.converged = new ConvergedCache('flyte', { now: opts.now, random: opts.random });
+  }
 
-  /** Forgets the converged record of one workspace (or all), e.g. after an out-of-band change. */
+  /** Forgets the converged entry of one workspace (or all), e.g. after an out-of-band change. */
   invalidate(workspaceId?: string): void {
-    if (workspaceId === undefined) this.converged.clear();
-    else this.converged.delete(workspaceId);
+    this.converged.forget(workspaceId);
   }
 
   async ensure(ctx: StepContext): Promise<StepOutcome> {
     const { cfg } = ctx;
     const id = ctx.names.flyteProject;
     const api = this.api.withBudget(this.budgetMs(cfg));
-    try {
+    const w = stepWriter(ctx, this.opts.onDrift);
+    const body = async (): Promise<StepOutcome> => {
       const domains = await this.domains(ctx, api);
       ctx.outputs.flyteDomains = domains;
       const roleArn = ctx.outputs.roleArn ?? roleArnFor(cfg, ctx.names.iamRole);
       const desired = desiredFlyteState({ cfg, spec: ctx.spec, names: ctx.names, roleArn, domains });
       const problems = labelProblems(desired.project.labels);
       if (problems.length > 0) {
-        throw new StepError('FlyteInvalidArgument', `project labels rejected: ${problems.join('; ')}`, false);
+        throw new StepError('FlyteInvalidArgument', `project labels rejected: ${problems.join('; ')}`, 'terminal');
       }
       const hash = flyteStateHash(desired);
-      // The same details on the cached path as on a full verification: they end up in the status, and a
+      // The same result on the cached path as on a full verification: it ends up in the status, and a
       // difference would rewrite the status on every switch between the two paths.
       // desiredHash lets a restarted controller trust this record (recordedAsConverged).
-      const details = {
+      const result: StepResult = {
         projectId: id,
         consoleUrl: consoleUrl(cfg, id),
         projectState: 'ACTIVE',
-        domains: domains.join(','),
+        domains,
         desiredHash: hash,
       };
 
-      const seen = this.converged.get(ctx.workspaceId);
-      const ttl = this.verifiedTtlMs(cfg);
-      if (!seen && ttl > 0 && recordedAsConverged(ctx, 'flyte', hash)) {
-        this.converged.set(ctx.workspaceId, { hash, at: spreadVerifiedAt(this.now(), ttl) });
-        return {
-          state: 'Ready',
-          reason: 'UpToDate',
-          message: 'Flyte project as recorded in status',
-          writes: 0,
-          details,
-        };
+      const ttl = verifiedTtlMs(this.opts.verifiedTtlMs, cfg.flyte.driftCheckIntervalSeconds * 1000);
+      const known = this.converged.lookup(ctx, hash, ttl, true);
+      if (known) {
+        const message =
+          known.from === 'verified'
+            ? 'Flyte project unchanged since last verified'
+            : 'Flyte project as recorded in status';
+        return { state: 'Ready', reason: 'UpToDate', message, writes: 0, result };
       }
-      if (!ctx.force && !ctx.dryRun && seen?.hash === hash && this.now() - seen.at < ttl) {
-        return {
-          state: 'Ready',
-          reason: 'UpToDate',
-          message: 'Flyte project unchanged since last verified',
-          writes: 0,
-          details,
-        };
-      }
-      this.converged.delete(ctx.workspaceId);
 
-      let writes = 0;
-      const write = async (change: PlannedChange, fn: () => Promise<void>, kind: string) => {
-        ctx.changes.push(change);
-        if (ctx.dryRun) return;
-        await fn();
-        writes++;
-        if (ctx.specUnchanged) this.opts.onDrift?.(kind);
-      };
       const projectTarget = `Flyte project ${id}`;
       const fullProject = (state: Project_ProjectState) => ({
         id,
@@ -148,21 +132,24 @@ export class FlyteStep implements WorkspaceStep {
       let live = await api.getProject(id);
       let fresh = false;
       if (!live) {
-        ctx.changes.push({ system: 'flyte', action: 'create', target: projectTarget });
-        if (!ctx.dryRun) {
+        let raced = false;
+        await w.write({ system: 'flyte', action: 'create', target: projectTarget }, async () => {
           try {
             await api.registerProject(fullProject(Project_ProjectState.ACTIVE));
-            writes++;
-            fresh = true;
+            return 1;
           } catch (err) {
             if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
-            // Lost a race (or an earlier attempt timed out after the server committed): read and converge.
-            ctx.changes.pop();
-            live = await api.getProject(id);
-            if (!live) throw new StepError('FlyteUnavailable', `project ${id} exists but cannot be read yet`, true);
+            raced = true;
+            return 0;
           }
-        } else {
-          fresh = true;
+        });
+        fresh = !raced;
+        if (raced) {
+          // Lost a race (or an earlier attempt timed out after the server committed): read and converge.
+          ctx.changes.pop();
+          live = await api.getProject(id);
+          if (!live)
+            throw new StepError('FlyteUnavailable', `project ${id} exists but cannot be read yet`, 'retryable');
         }
       }
       if (live) {
@@ -171,10 +158,10 @@ export class FlyteStep implements WorkspaceStep {
         if (diffs.length > 0) {
           const action = live.state === Project_ProjectState.ACTIVE ? 'update' : 'unarchive';
           // Always the FULL project with state: FlyteAdmin writes state on every update.
-          await write(
+          await w.write(
             { system: 'flyte', action, target: projectTarget, detail: diffs.join(', ') },
             () => api.updateProject(fullProject(Project_ProjectState.ACTIVE)),
-            'project',
+            { drift: 'project' },
           );
         }
       }
@@ -199,31 +186,35 @@ export class FlyteStep implements WorkspaceStep {
       });
       await settleAll(
         pending.map(({ change, attrs }) =>
-          write(change, () => api.updateProjectDomainAttributes(id, attrs.domain, attrs.attributes), 'attributes'),
+          w.write(change, () => api.updateProjectDomainAttributes(id, attrs.domain, attrs.attributes), {
+            drift: 'attributes',
+          }),
         ),
       );
 
-      if (!ctx.dryRun) this.converged.set(ctx.workspaceId, { hash, at: this.now() });
+      if (!ctx.dryRun) this.converged.verified(ctx.workspaceId, hash, true);
+      const writes = w.writes;
       return {
         state: 'Ready',
         reason: writes > 0 ? 'Applied' : 'UpToDate',
         message: writes > 0 ? `applied ${writes} FlyteAdmin change(s)` : 'Flyte project and attributes up to date',
         writes,
-        details,
+        result,
       };
-    } catch (err) {
-      this.converged.delete(ctx.workspaceId);
-      throw toStepError(err);
-    }
+    };
+    const outcome = await settle(ctx, 'flyte', w, body, toFlyteError);
+    if (outcome.state !== 'Ready') this.converged.forget(ctx.workspaceId);
+    return outcome;
   }
 
   async teardown(ctx: StepBaseContext): Promise<StepOutcome> {
     const { cfg } = ctx;
     const id = ctx.names.flyteProject;
-    this.converged.delete(ctx.workspaceId);
+    this.converged.forget(ctx.workspaceId);
     const api = this.api.withBudget(this.budgetMs(cfg));
-    const details = { projectId: id, consoleUrl: consoleUrl(cfg, id) };
-    try {
+    const w = stepWriter(ctx);
+    const found: StepResult = { projectId: id, consoleUrl: consoleUrl(cfg, id) };
+    const body = async (): Promise<StepOutcome> => {
       const live = await api.getProject(id);
       if (!live) {
         return {
@@ -231,7 +222,7 @@ export class FlyteStep implements WorkspaceStep {
           reason: 'ProjectNotFound',
           message: 'no Flyte project to archive',
           writes: 0,
-          details,
+          result: found,
         };
       }
       if (!ownsProject(live, cfg, ctx.workspaceId)) {
@@ -240,21 +231,14 @@ export class FlyteStep implements WorkspaceStep {
           reason: 'FlyteProjectNotOwned',
           message: `Flyte project ${id} is not managed for workspace ${ctx.workspaceId}; left untouched`,
           writes: 0,
-          details: { ...details, projectState: stateName(live.state) },
+          result: { ...found, projectState: stateName(live.state) },
         };
       }
-      let writes = 0;
-      const write = async (change: PlannedChange, fn: () => Promise<void>) => {
-        ctx.changes.push(change);
-        if (ctx.dryRun) return;
-        await fn();
-        writes++;
-      };
       // Attributes stay: see the header (a delete would also take the users' workflow-level overrides).
       const archivedAlready =
         live.state === Project_ProjectState.ARCHIVED || live.state === Project_ProjectState.SYSTEM_ARCHIVED;
       if (!archivedAlready) {
-        await write({ system: 'flyte', action: 'archive', target: `Flyte project ${id}` }, () =>
+        await w.write({ system: 'flyte', action: 'archive', target: `Flyte project ${id}` }, () =>
           archiveProject(api, live),
         );
       }
@@ -264,12 +248,11 @@ export class FlyteStep implements WorkspaceStep {
         message: archivedAlready
           ? `Flyte project ${id} is archived`
           : `Flyte project ${id} archived (its attributes are kept for a re-add)`,
-        writes,
-        details: { ...details, projectState: ctx.dryRun ? stateName(live.state) : 'ARCHIVED' },
+        writes: w.writes,
+        result: { ...found, projectState: ctx.dryRun ? stateName(live.state) : 'ARCHIVED' },
       };
-    } catch (err) {
-      throw toStepError(err);
-    }
+    };
+    return settle(ctx, 'flyte', w, body, toFlyteError);
   }
 
   /** The project-domain row of that type, ignoring the project-level fallback FlyteAdmin may answer. */
@@ -288,7 +271,7 @@ export class FlyteStep implements WorkspaceStep {
     throw new StepError(
       'FlyteProjectConflict',
       `Flyte project ${live.id} already exists and is not managed for workspace ${ctx.workspaceId}; refusing to adopt it`,
-      false,
+      'conflict',
     );
   }
 
@@ -315,10 +298,6 @@ export class FlyteStep implements WorkspaceStep {
 
   private budgetMs(cfg: ControllerConfig): number {
     return this.opts.budgetMs ?? Math.max(30_000, 3 * cfg.flyte.callTimeoutMs);
-  }
-
-  private verifiedTtlMs(cfg: ControllerConfig): number {
-    return this.opts.verifiedTtlMs ?? cfg.flyte.driftCheckIntervalSeconds * 1000;
   }
 
   private now(): number {
@@ -349,44 +328,4 @@ async function settleAll<T>(promises: Promise<T>[]): Promise<T[]> {
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
   return results.map((r) => (r as PromiseFulfilledResult<T>).value);
-}
-
-/** gRPC code → StepError reason and whether retrying can help. */
-export function toStepError(err: unknown): StepError {
-  if (err instanceof StepError) return err;
-  if (!(err instanceof ConnectError)) {
-    return new StepError('FlyteError', err instanceof Error ? err.message : String(err), true);
-  }
-  const code = err.code;
-  const codeName = Code[code].replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
-  const message = `FlyteAdmin: ${err.rawMessage}`;
-  switch (code) {
-    case Code.Unavailable:
-    case Code.DeadlineExceeded:
-    case Code.ResourceExhausted:
-    case Code.Aborted:
-    case Code.Internal:
-    case Code.Unknown:
-    case Code.Canceled:
-      return new StepError('FlyteUnavailable', message, true, codeName);
-    case Code.InvalidArgument:
-      // An archived/inactive project seen mid-flight (someone archived it): the next pass unarchives it.
-      if (err.findDetails(InactiveProjectSchema).length > 0) {
-        return new StepError('FlyteProjectInactive', message, true, codeName);
-      }
-      return new StepError('FlyteInvalidArgument', message, false, codeName);
-    case Code.AlreadyExists:
-      return new StepError('FlyteAlreadyExists', message, true, codeName);
-    case Code.NotFound:
-      return new StepError('FlyteNotFound', message, true, codeName);
-    case Code.Unauthenticated:
-      // Credentials are mounted and rotate; the client already retried once with fresh ones.
-      return new StepError('FlyteUnauthenticated', message, true, codeName);
-    case Code.PermissionDenied:
-      return new StepError('FlytePermissionDenied', message, false, codeName);
-    case Code.Unimplemented:
-      return new StepError('FlyteUnsupported', message, false, codeName);
-    default:
-      return new StepError('FlyteError', message, false, codeName);
-  }
 }

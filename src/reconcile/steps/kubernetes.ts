@@ -1,6 +1,6 @@
 // Kubernetes step: namespaces, quota, network policy, runner ServiceAccount, context ConfigMap and RoleBindings.
 // Reads live state (informer cache when available), applies with SSA only where live differs, prunes
-// what is no longer desired, and never touches an object that is not labelled as ours.
+// what is no longer desired, and never touches an object that is not labelled as ours (a conflict).
 
 import {
   describeRef,
@@ -24,6 +24,7 @@ import {
   type StepOutcome,
   type WorkspaceStep,
 } from '../types.js';
+import { type StepWriter, settle, stepWriter } from './scaffold.js';
 
 /** Read access to managed objects, typically backed by the informers' stores. */
 export interface ManagedObjectCache {
@@ -76,12 +77,16 @@ export class KubernetesStep implements WorkspaceStep {
   constructor(private readonly opts: KubernetesStepOptions) {}
 
   async ensure(ctx: StepContext): Promise<StepOutcome> {
+    const w = stepWriter(ctx, this.opts.onDrift);
+    return settle(ctx, 'kubernetes', w, () => this.converge(ctx, w));
+  }
+
+  private async converge(ctx: StepContext, w: StepWriter): Promise<StepOutcome> {
     const { cfg } = ctx;
     const roleArn = ctx.outputs.roleArn ?? roleArnFor(cfg, ctx.names.iamRole);
     const desired = desiredKubernetesObjects({ cfg, spec: ctx.spec, names: ctx.names, source: ctx.source, roleArn });
     ctx.outputs.serviceAccountRoleArn = roleArn;
     const live = await this.liveObjects(ctx, ctx.workspaceId);
-    let writes = 0;
 
     // Ownership first: refuse the whole step if any desired name is taken by something not ours.
     // Nothing can exist inside a namespace that does not exist, so a namespace read as absent spares the
@@ -104,7 +109,7 @@ export class KubernetesStep implements WorkspaceStep {
         throw new StepError(
           'ForeignObjectConflict',
           `${describeRef(refOf(obj))} already exists and is not managed for workspace ${ctx.workspaceId}; refusing to adopt it`,
-          false,
+          'conflict',
         );
       }
       this.checkClaim(ctx, existing);
@@ -114,7 +119,7 @@ export class KubernetesStep implements WorkspaceStep {
     for (const obj of desired) {
       const current = live.get(key(obj));
       if (current?.metadata.deletionTimestamp) {
-        throw new StepError('Terminating', `${describeRef(refOf(obj))} is being deleted; will retry`, true);
+        throw new StepError('Terminating', `${describeRef(refOf(obj))} is being deleted; will retry`, 'retryable');
       }
       if (current && inSync(current, obj)) continue;
       const change: PlannedChange = {
@@ -126,57 +131,59 @@ export class KubernetesStep implements WorkspaceStep {
         const extra = obj.kind === 'ConfigMap' ? extraConfigMapKeys(current, obj) : [];
         change.detail = [...diffPaths(current, obj), ...extra].join(', ');
       }
-      ctx.changes.push(change);
-      if (ctx.dryRun) {
-        await this.opts.kube.apply(obj, { dryRun: true });
-        continue;
-      }
-      writes += await this.applyOne(obj);
-      if (ctx.specUnchanged) this.opts.onDrift?.(obj.kind);
+      await w.write(change, () => this.applyOne(obj), {
+        drift: obj.kind,
+        dryRun: () => this.opts.kube.apply(obj, { dryRun: true }),
+      });
     }
 
     // Prune after applying, so a changed binding exists before the old one goes (no access gap).
     const wanted = new Set(desired.map(key));
     const stale = [...live.values()].filter((o) => !wanted.has(key(o)));
-    writes += await this.deleteAll(ctx, stale);
+    await this.deleteAll(stale, w);
 
-    const details: Record<string, string> = {
-      namespaces: [...new Set(desired.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name))].join(','),
-      serviceAccount: ctx.names.serviceAccount,
-      contextConfigMap: cfg.names.contextConfigMap,
-      roleBindings: String(desired.filter((o) => o.kind === 'RoleBinding').length),
-    };
+    const writes = w.writes;
     return {
       state: 'Ready',
       reason: writes > 0 ? 'Applied' : 'Synced',
       message: writes > 0 ? `applied ${writes} change(s)` : `${desired.length} objects in sync`,
       writes,
-      details,
+      result: {
+        namespaces: [...new Set(desired.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name))],
+        serviceAccount: ctx.names.serviceAccount,
+        contextConfigMap: cfg.names.contextConfigMap,
+        roleBindings: desired.filter((o) => o.kind === 'RoleBinding').length,
+      },
     };
   }
 
   async teardown(ctx: StepBaseContext): Promise<StepOutcome> {
-    // Always read live state for deletion: a stale cache must not make us miss or misjudge anything.
-    const live = await this.liveObjects({ ...ctx, force: true }, ctx.workspaceId);
-    const all = [...live.values()].filter((o) => this.claimedBy(o, ctx.source));
-    const namespaces = all.filter((o) => o.kind === 'Namespace');
-    const terminating = namespaces.filter((o) => o.metadata.deletionTimestamp);
-    const nsNames = new Set(namespaces.map((o) => o.metadata.name));
-    // Objects inside namespaces we delete go with them; delete the rest (reverse creation order) first.
-    const inner = all.filter((o) => o.kind !== 'Namespace' && !nsNames.has(o.metadata.namespace ?? ''));
-    let writes = await this.deleteAll(ctx, inner);
-    writes += await this.deleteAll(
-      ctx,
-      namespaces.filter((o) => !o.metadata.deletionTimestamp),
-    );
-    if (!ctx.dryRun && (writes > 0 || terminating.length > 0) && namespaces.length > 0) {
-      throw new StepError(
-        'NamespacesTerminating',
-        `waiting for namespace(s) ${[...nsNames].join(', ')} to finish terminating`,
-        true,
+    const w = stepWriter(ctx);
+    return settle(ctx, 'kubernetes', w, async () => {
+      // Always read live state for deletion: a stale cache must not make us miss or misjudge anything.
+      const live = await this.liveObjects({ ...ctx, force: true }, ctx.workspaceId);
+      const all = [...live.values()].filter((o) => this.claimedBy(o, ctx.source));
+      const namespaces = all.filter((o) => o.kind === 'Namespace');
+      const terminating = namespaces.filter((o) => o.metadata.deletionTimestamp);
+      const nsNames = new Set(namespaces.map((o) => o.metadata.name));
+      // Objects inside namespaces we delete go with them; delete the rest (reverse creation order) first.
+      await this.deleteAll(
+        all.filter((o) => o.kind !== 'Namespace' && !nsNames.has(o.metadata.namespace ?? '')),
+        w,
       );
-    }
-    return { state: 'Deleted', reason: 'Deleted', message: 'no managed Kubernetes objects remain', writes };
+      await this.deleteAll(
+        namespaces.filter((o) => !o.metadata.deletionTimestamp),
+        w,
+      );
+      if (!ctx.dryRun && (w.writes > 0 || terminating.length > 0) && namespaces.length > 0) {
+        throw new StepError(
+          'NamespacesTerminating',
+          `waiting for namespace(s) ${[...nsNames].join(', ')} to finish terminating`,
+          'retryable',
+        );
+      }
+      return { state: 'Deleted', reason: 'Deleted', message: 'no managed Kubernetes objects remain', writes: w.writes };
+    });
   }
 
   private claimedBy(o: KubeObject, source: string): boolean {
@@ -190,7 +197,7 @@ export class KubernetesStep implements WorkspaceStep {
     throw new StepError(
       'WorkspaceClaimConflict',
       `namespace ${obj.metadata.name} belongs to workspace ConfigMap ${obj.metadata.annotations?.[SOURCE_ANNOTATION]}`,
-      false,
+      'conflict',
     );
   }
 
@@ -211,40 +218,30 @@ export class KubernetesStep implements WorkspaceStep {
       await this.opts.kube.mergePatch(refOf(obj), patch);
       return 2;
     } catch (err) {
-      if (err instanceof KubeApiError) {
-        const retryable = err.code === 409 || err.code === 429 || err.code >= 500 || err.code === 403;
-        const reason =
-          err.code === 403 && /being terminated/.test(err.message)
-            ? 'Terminating'
-            : err.code === 403
-              ? 'Forbidden'
-              : err.code === 422
-                ? 'Invalid'
-                : 'ApplyFailed';
-        throw new StepError(reason, err.message, reason === 'Terminating' || retryable, `HTTP${err.code}`);
-      }
-      throw err;
+      throw kubeWriteError(err);
     }
   }
 
-  private async deleteAll(ctx: StepBaseContext, objects: KubeObject[]): Promise<number> {
-    let writes = 0;
+  /** Deletes `objects` in reverse creation order (server-side dry run in a plan). */
+  private async deleteAll(objects: KubeObject[], w: StepWriter): Promise<void> {
     const order = [...MANAGED_KINDS].reverse();
     const sorted = [...objects].sort((a, b) => order.indexOf(a.kind as KindName) - order.indexOf(b.kind as KindName));
     for (const o of sorted) {
-      ctx.changes.push({ system: 'kubernetes', action: 'delete', target: describeRef(refOf(o)) });
-      const opts: { uid?: string; dryRun?: boolean } = { dryRun: ctx.dryRun };
-      if (o.metadata.uid) opts.uid = o.metadata.uid;
-      try {
-        const deleted = await this.opts.kube.delete(refOf(o), opts);
-        if (deleted && !ctx.dryRun) writes++;
-      } catch (err) {
-        // 409 on a uid precondition: someone recreated it; it will be judged on the next pass.
-        if (err instanceof KubeApiError && err.code === 409) continue;
-        throw err;
-      }
+      const ref = refOf(o);
+      const uid = o.metadata.uid ? { uid: o.metadata.uid } : {};
+      const remove = async (dryRun: boolean) => {
+        try {
+          return (await this.opts.kube.delete(ref, { dryRun, ...uid })) ? 1 : 0;
+        } catch (err) {
+          // 409 on a uid precondition: someone recreated it; it will be judged on the next pass.
+          if (err instanceof KubeApiError && err.code === 409) return 0;
+          throw err;
+        }
+      };
+      await w.write({ system: 'kubernetes', action: 'delete', target: describeRef(ref) }, () => remove(false), {
+        dryRun: () => remove(true),
+      });
     }
-    return writes;
   }
 
   private async liveObjects(ctx: StepBaseContext, workspaceId: string): Promise<Map<string, KubeObject>> {
@@ -267,4 +264,23 @@ export class KubernetesStep implements WorkspaceStep {
     }
     return out;
   }
+}
+
+/**
+ * The class of a failed apply, by HTTP status: conflicts (409), throttling (429), server errors and
+ * Forbidden (RBAC may be granted, a terminating namespace goes away) are retried; Invalid (422) and
+ * other refusals wait for a change. The Kubernetes client's own error carries no class.
+ */
+export function kubeWriteError(err: unknown): unknown {
+  if (!(err instanceof KubeApiError)) return err;
+  const terminating = err.code === 403 && /being terminated/.test(err.message);
+  const reason = terminating
+    ? 'Terminating'
+    : err.code === 403
+      ? 'Forbidden'
+      : err.code === 422
+        ? 'Invalid'
+        : 'ApplyFailed';
+  const retryable = err.code === 409 || err.code === 429 || err.code >= 500 || err.code === 403;
+  return new StepError(reason, err.message, retryable ? 'retryable' : 'terminal', { code: `HTTP${err.code}` });
 }
