@@ -123,6 +123,25 @@ function handledToken(record: StatusRecord, requested: string | undefined): void
 }
 
 /**
+ * A reconcile that refuses to act on the document: Ready False for `reason`, a Warning Event of the same
+ * reason, and nothing to retry until the document (or the claim) changes.
+ */
+function refusal(
+  phase: 'Invalid' | 'Conflict',
+  reason: string,
+  message: string,
+  r: Pick<ReconcileReport, 'record' | 'otherConditions' | 'finalizer'>,
+): ReconcileReport {
+  return {
+    phase,
+    ready: { status: 'False', reason, message },
+    ...r,
+    event: { type: 'Warning', reason, message },
+    requeue: { kind: 'done' },
+  };
+}
+
+/**
  * A document that does not validate (or renames a provisioned workspace): report it and keep the last good
  * state, with every field and condition status had. Nothing is torn down because of a bad document.
  */
@@ -138,15 +157,7 @@ export function invalidReport(
   record.invalidFields = errors.slice(0, 20);
   record.lastError = clipMessage(message);
   handledToken(record, requested);
-  return {
-    phase: 'Invalid',
-    ready: { status: 'False', reason: 'InvalidSpec', message },
-    otherConditions: 'previous',
-    record,
-    finalizer,
-    event: { type: 'Warning', reason: 'InvalidSpec', message },
-    requeue: { kind: 'done' },
-  };
+  return refusal('Invalid', 'InvalidSpec', message, { record, otherConditions: 'previous', finalizer });
 }
 
 /** Another ConfigMap won the claim on this workspace id: this one provisions nothing. */
@@ -160,15 +171,7 @@ export function claimConflictReport(
   const message = `workspace_id "${spec.workspaceId}" is already claimed by ConfigMap ${winner}`;
   const record: StatusRecord = { workspaceId: spec.workspaceId, specHash, owner: false, steps: {}, lastError: message };
   handledToken(record, requested);
-  return {
-    phase: 'Conflict',
-    ready: { status: 'False', reason: 'WorkspaceClaimConflict', message },
-    otherConditions: 'none',
-    record,
-    finalizer,
-    event: { type: 'Warning', reason: 'WorkspaceClaimConflict', message },
-    requeue: { kind: 'done' },
-  };
+  return refusal('Conflict', 'WorkspaceClaimConflict', message, { record, otherConditions: 'none', finalizer });
 }
 
 /** Flyte is not among the services of a workspace that never provisioned anything: Ready, nothing to do. */

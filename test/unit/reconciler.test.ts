@@ -190,6 +190,10 @@ function world(opts: { lanes?: boolean } = {}) {
     return key;
   };
   const object = (key: string) => kube.objects.get(key);
+  /** What `kubectl delete` does to an object that carries a finalizer: it only marks it. */
+  const markDeleted = (key: string) => {
+    (object(key) as KubeObject).metadata.deletionTimestamp = '2026-01-02T00:00:00Z';
+  };
   const status = (key: string): WorkspaceStatus | undefined =>
     parseStatus(object(key)?.metadata.annotations?.[STATUS_ANNOTATION]);
   const readyCondition = (key: string) => status(key)?.conditions.find((c) => c.type === 'Ready');
@@ -216,6 +220,7 @@ function world(opts: { lanes?: boolean } = {}) {
     askedAgain,
     put,
     object,
+    markDeleted,
     status,
     readyCondition,
     provisioned,
@@ -505,7 +510,7 @@ describe('WorkspaceReconciler: claims', () => {
     const second = w.put('w2', workspaceDoc('ws1'));
     await w.reconciler.reconcile(second);
     w.events.length = 0;
-    (w.object(owner) as KubeObject).metadata.deletionTimestamp = '2026-01-02T00:00:00Z';
+    w.markDeleted(owner);
 
     expect(await w.reconciler.reconcile(owner)).toEqual({});
     expect(w.calls).toEqual([]);
@@ -560,7 +565,7 @@ describe('WorkspaceReconciler: finalize', () => {
   it('deletion tears everything down, then releases the finalizer with a TornDown Event', async () => {
     const w = world();
     const key = await w.provisioned();
-    (w.object(key) as KubeObject).metadata.deletionTimestamp = '2026-01-02T00:00:00Z';
+    w.markDeleted(key);
     expect(await w.reconciler.reconcile(key)).toEqual({});
     expect(w.calls).toEqual(['teardown flyte', 'teardown iam', 'teardown kubernetes']);
     expect(w.steps.flyte.tornDown[0]).toMatchObject({ workspaceId: 'ws1', force: true, dryRun: false });
@@ -578,7 +583,7 @@ describe('WorkspaceReconciler: finalize', () => {
   it('a failed teardown keeps the finalizer, says why, and is retried until it succeeds', async () => {
     const w = world();
     const key = await w.provisioned();
-    (w.object(key) as KubeObject).metadata.deletionTimestamp = '2026-01-02T00:00:00Z';
+    w.markDeleted(key);
     w.steps.flyte.teardownWith = async () => failed('FlyteUnavailable', 'connection refused', true);
     const message = 'ConfigMap deleted: flyte: connection refused';
     await expect(w.reconciler.reconcile(key)).rejects.toThrow(new RetryableReconcileError(message));
@@ -596,7 +601,7 @@ describe('WorkspaceReconciler: finalize', () => {
   it('a teardown still running in its lane: Deleting, waiting, no Event, and the next step waits for it', async () => {
     const w = world({ lanes: true });
     const key = await w.provisioned();
-    (w.object(key) as KubeObject).metadata.deletionTimestamp = '2026-01-02T00:00:00Z';
+    w.markDeleted(key);
     const flyteGone = gate();
     w.steps.flyte.teardownWith = flyteGone.answer;
 
