@@ -75,6 +75,10 @@ const FIELD_ORDER = [
   'lastError',
   'lastHandledReconcileAt',
 ] as const satisfies readonly (keyof WorkspaceStatus)[];
+// A status field missing from FIELD_ORDER would never be written: make that a compile error.
+type UnorderedField = Exclude<keyof WorkspaceStatus, 'phase' | (typeof FIELD_ORDER)[number]>;
+const everyFieldOrdered: [UnorderedField] extends [never] ? true : UnorderedField = true;
+void everyFieldOrdered;
 
 /** The status a report describes; `previous` keeps the conditions' lastTransitionTime where status did not flip. */
 export function summarizeStatus(
