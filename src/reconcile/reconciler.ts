@@ -1,5 +1,8 @@
 // The workspace reconciler: load spec → compute desired state → diff → apply per step → status.
 // Level-triggered and idempotent: it reads everything it needs each time and can be killed at any point.
+// Each branch (invalid document, claim conflict, Flyte not selected, ensure, teardown) ends in a report
+// (summarize.ts) that one exit, `finish`, writes as status, records as an Event and turns into the queue's
+// next move.
 import type { Logger } from 'pino';
 import type { KubeApi, KubeObject } from '../adapters/kubernetes.js';
 import { type ControllerConfig, FINALIZER, RECONCILE_REQUEST_ANNOTATION, STATUS_ANNOTATION } from '../config/config.js';
@@ -16,22 +19,23 @@ import {
 import type { ClaimIndex, SourceLookup } from './claims.js';
 import type { EventSink } from './events.js';
 import type { LaneAnswer, SystemLane } from './lanes.js';
+import { parseStatus, type StepStatus, sameStatus, serializeStatus, type WorkspaceStatus } from './status.js';
 import {
-  clipMessage,
-  type Phase,
-  parseStatus,
-  type StepStatus,
-  sameStatus,
-  serializeStatus,
-  setCondition,
-  stepConditions,
-  stepStatus,
-  type WorkspaceStatus,
-} from './status.js';
+  claimConflictReport,
+  ensureReport,
+  invalidReport,
+  notSelectedReport,
+  provisioningReport,
+  type ReconcileReport,
+  roleArnOf,
+  summarizeStatus,
+  teardownReport,
+} from './summarize.js';
 import {
   errorOutcome,
   type PlannedChange,
   type StepBaseContext,
+  type StepContext,
   StepError,
   type StepName,
   type StepOutcome,
@@ -191,6 +195,7 @@ export class WorkspaceReconciler {
       name,
       ...(workspace ? { workspace } : {}),
     });
+    const now = new Date().toISOString();
     const cm = this.d.sources.get(key);
     if (!cm) {
       // Gone from the watch: deleted (finalizer already handled) or no longer labelled. Re-read, so a
@@ -198,105 +203,62 @@ export class WorkspaceReconciler {
       const live = await this.d.kube.get({ apiVersion: 'v1', kind: 'ConfigMap', namespace, name });
       if (live?.metadata.finalizers?.includes(FINALIZER) && !matchesSelector(live, this.d.cfg.configMapSelector)) {
         log.info('workspace ConfigMap lost its label; tearing down what it provisioned');
-        return this.finalize(live, log, 'Disabled', 'ConfigMap no longer labelled as a workspace');
+        return this.finalize(live, log, now, 'Disabled', 'ConfigMap no longer labelled as a workspace');
       }
       this.forget(key);
-      return {};
+      return {}; // nothing left to report on
     }
+    const hasFinalizer = cm.metadata.finalizers?.includes(FINALIZER) ?? false;
     if (cm.metadata.deletionTimestamp) {
-      if (!cm.metadata.finalizers?.includes(FINALIZER)) return {};
-      return this.finalize(cm, log, 'Deleting', 'ConfigMap deleted');
+      if (!hasFinalizer) return {}; // never provisioned, or already cleaned up: the object is going away
+      return this.finalize(cm, log, now, 'Deleting', 'ConfigMap deleted');
     }
 
     const prev = parseStatus(cm.metadata.annotations?.[STATUS_ANNOTATION]);
     const requested = cm.metadata.annotations?.[RECONCILE_REQUEST_ANNOTATION];
-    const force = requested !== undefined && requested !== prev?.lastHandledReconcileAt;
-    const now = new Date().toISOString();
-    let parsed: ParseResult = parseWorkspace(workspaceDocument(cm, this.d.cfg.configMapKey), this.d.cfg);
-    if (parsed.ok && prev?.owner && prev.workspaceId && parsed.spec.workspaceId !== prev.workspaceId) {
-      // A provisioned workspace keeps its id: a new id would leave the old workspace provisioned with nobody
-      // managing it (and free for another ConfigMap to claim). Moving is delete + create, on purpose.
-      parsed = {
-        ok: false,
-        errors: [
-          {
-            field: 'workspace_id',
-            message: `cannot change from "${prev.workspaceId}" to "${parsed.spec.workspaceId}" once provisioned; delete this ConfigMap to remove workspace ${prev.workspaceId}, then create one for ${parsed.spec.workspaceId}`,
-          },
-        ],
-      };
-    }
-
+    const parsed = this.parse(cm, prev);
     if (!parsed.ok) {
       // Never delete anything because of a bad document: keep the last good state and report.
       const message = `invalid ${this.d.cfg.configMapKey}: ${formatFieldErrors(parsed.errors)}`;
       log.warn({ errors: parsed.errors.slice(0, 10) }, 'invalid workspace document');
-      const status: WorkspaceStatus = {
-        ...(prev ?? { conditions: [], steps: {} }),
-        phase: 'Invalid',
-        invalidFields: parsed.errors.slice(0, 20),
-        lastError: clipMessage(message),
-        conditions: [
-          setCondition(prev?.conditions, { type: 'Ready', status: 'False', reason: 'InvalidSpec', message }, now),
-          ...(prev?.conditions ?? []).filter((c) => c.type !== 'Ready'),
-        ],
-      };
-      delete status.specHash;
-      if (requested !== undefined) status.lastHandledReconcileAt = requested;
-      await this.writeStatus(cm, prev, status, cm.metadata.finalizers?.includes(FINALIZER) ?? false);
+      const report = invalidReport(prev, message, parsed.errors, requested, hasFinalizer);
+      const result = await this.finish(cm, prev, report, log, now);
       this.d.metrics?.stepFailures.inc({ step: 'spec', class: 'invalid' });
-      await this.d.events.emit(cm, 'Warning', 'InvalidSpec', message);
-      return {};
+      return result;
     }
 
     const { spec, specHash } = parsed;
     const winner = this.d.claims.claimants(spec.workspaceId)[0];
     if (winner !== undefined && winner !== key) {
-      const message = `workspace_id "${spec.workspaceId}" is already claimed by ConfigMap ${winner}`;
-      const status: WorkspaceStatus = {
-        phase: 'Conflict',
-        workspaceId: spec.workspaceId,
-        specHash,
-        owner: false,
-        steps: {},
-        lastError: message,
-        conditions: [
-          setCondition(
-            prev?.conditions,
-            { type: 'Ready', status: 'False', reason: 'WorkspaceClaimConflict', message },
-            now,
-          ),
-        ],
-      };
-      if (requested !== undefined) status.lastHandledReconcileAt = requested;
-      await this.writeStatus(cm, prev, status, cm.metadata.finalizers?.includes(FINALIZER) ?? false);
-      await this.d.events.emit(cm, 'Warning', 'WorkspaceClaimConflict', message);
-      return {};
+      return this.finish(cm, prev, claimConflictReport(spec, specHash, winner, requested, hasFinalizer), log, now);
     }
-
     if (!spec.flyteEnabled) {
-      if (prev?.owner || cm.metadata.finalizers?.includes(FINALIZER)) {
-        return this.finalize(cm, log, 'Disabled', 'flyte removed from services', spec);
+      if (prev?.owner || hasFinalizer) {
+        return this.finalize(cm, log, now, 'Disabled', 'flyte removed from services', spec);
       }
-      const status: WorkspaceStatus = {
-        phase: 'Disabled',
-        workspaceId: spec.workspaceId,
-        specHash,
-        steps: {},
-        conditions: [
-          setCondition(
-            prev?.conditions,
-            { type: 'Ready', status: 'True', reason: 'FlyteNotSelected', message: 'flyte is not among the services' },
-            now,
-          ),
-        ],
-      };
-      if (requested !== undefined) status.lastHandledReconcileAt = requested;
-      await this.writeStatus(cm, prev, status, false);
-      return {};
+      return this.finish(cm, prev, notSelectedReport(spec, specHash, requested), log, now);
     }
+    const force = requested !== undefined && requested !== prev?.lastHandledReconcileAt;
+    return this.ensure(cm, spec, specHash, prev, force, requested, log, now);
+  }
 
-    return this.ensure(cm, spec, specHash, prev, force, requested, log);
+  /**
+   * The workspace document, validated. A provisioned workspace keeps its id: a new id would leave the old
+   * workspace provisioned with nobody managing it (and free for another ConfigMap to claim), so a changed
+   * one is refused like any invalid field. Moving is delete + create, on purpose.
+   */
+  private parse(cm: KubeObject, prev: WorkspaceStatus | undefined): ParseResult {
+    const parsed = parseWorkspace(workspaceDocument(cm, this.d.cfg.configMapKey), this.d.cfg);
+    if (!parsed.ok || !prev?.owner || !prev.workspaceId || parsed.spec.workspaceId === prev.workspaceId) return parsed;
+    return {
+      ok: false,
+      errors: [
+        {
+          field: 'workspace_id',
+          message: `cannot change from "${prev.workspaceId}" to "${parsed.spec.workspaceId}" once provisioned; delete this ConfigMap to remove workspace ${prev.workspaceId}, then create one for ${parsed.spec.workspaceId}`,
+        },
+      ],
+    };
   }
 
   /** Computes what a reconcile of `spec` would change, writing nothing (CLI `plan`). */
@@ -327,41 +289,57 @@ export class WorkspaceReconciler {
     force: boolean,
     requested: string | undefined,
     log: Logger,
+    now: string,
   ): Promise<ReconcileResult> {
-    const source = `${cm.metadata.namespace}/${cm.metadata.name}`;
-    const hasFinalizer = cm.metadata.finalizers?.includes(FINALIZER) ?? false;
-    const now = new Date().toISOString();
-    let prevForWrite = prev;
+    let written = prev;
     let live = cm;
-    if (!hasFinalizer || !prev?.owner) {
-      // Finalizer and ownership marker before creating anything, so a crash right after creating
-      // resources can never leave them without a path to cleanup.
-      const provisioning: WorkspaceStatus = {
-        ...(prev ?? { conditions: [], steps: {} }),
-        phase: 'Provisioning',
-        workspaceId: spec.workspaceId,
-        owner: true,
-        conditions: [
-          setCondition(
-            prev?.conditions,
-            { type: 'Ready', status: 'False', reason: 'Provisioning', message: 'provisioning started' },
-            now,
-          ),
-        ],
-      };
-      live = (await this.writeStatus(cm, prev, provisioning, true, true)) ?? cm;
-      prevForWrite = provisioning;
+    if (!cm.metadata.finalizers?.includes(FINALIZER) || !prev?.owner) {
+      // The one write before the exit, on purpose: finalizer and ownership marker go on before any step
+      // creates anything, so a crash right after creating resources can never leave them without a path
+      // to cleanup. The exit then compares with (and keeps transition times of) what this wrote.
+      written = summarizeStatus(provisioningReport(prev, spec.workspaceId), prev, now);
+      live = (await this.writeStatus(cm, prev, written, true, true)) ?? cm;
     }
-
-    const base = this.baseContext(spec.workspaceId, source, false, force, log);
     const specUnchanged = prev?.observedSpecHash === specHash && prev.phase === 'Ready';
-    const ctx = { ...base, spec, specHash, specUnchanged, previous: prev };
-    const key = source;
+    const ctx: StepContext = {
+      ...this.baseContext(spec.workspaceId, sourceKey(cm), false, force, log),
+      spec,
+      specHash,
+      specUnchanged,
+      previous: prev,
+    };
+    const steps = await this.ensureSteps(ctx, prev, requested, log);
+    const report = ensureReport({
+      ...steps,
+      spec,
+      specHash,
+      specUnchanged,
+      found: prev,
+      written,
+      requested,
+      force,
+      now,
+    });
+    return this.finish(live, written, report, log, now);
+  }
+
+  /**
+   * Runs the steps of one reconcile of the ensure pass, in creation order. Returns each step's outcome (what
+   * status showed, for a step re-checked or retried in its lane, or not reached behind a pending one) and
+   * which steps are still pending.
+   */
+  private async ensureSteps(
+    ctx: StepContext,
+    prev: WorkspaceStatus | undefined,
+    requested: string | undefined,
+    log: Logger,
+  ): Promise<{ outcomes: Map<StepName, StepOutcome>; pending: boolean; inProgress: StepName[] }> {
+    const { specHash, force, specUnchanged, source: key } = ctx;
     const pass = this.passFor(key, `ensure:${specHash}:${force ? requested : ''}`);
     // The runner ServiceAccount names the role by the ARN IAM last returned (this pass, else the status),
     // else by the computed one: a pure function of configuration and name, so the namespace never waits
     // for IAM (see README, "Bulkheads").
-    const knownArn = pass.outcomes.get('iam')?.result?.roleArn ?? prev?.roleArn;
+    const knownArn = roleArnOf(pass.outcomes.get('iam')) ?? prev?.roleArn;
     if (knownArn) ctx.outputs.roleArn = knownArn;
     const outcomes = new Map<StepName, StepOutcome>();
     const pending = new Set<StepName>();
@@ -384,15 +362,14 @@ export class WorkspaceReconciler {
         if (!shown) blocked = true;
       }
       outcomes.set(step.name, run.pending && shown ? shownOutcome(shown) : run.outcome);
-      if (step.name === 'iam' && !run.pending && run.outcome.result?.roleArn) {
-        ctx.outputs.roleArn = run.outcome.result.roleArn;
-      }
+      const returnedArn = step.name === 'iam' && !run.pending ? roleArnOf(run.outcome) : undefined;
+      if (returnedArn) ctx.outputs.roleArn = returnedArn;
       if (run.outcome.state === 'Conflict') break; // not ours: create nothing further
     }
     // The ServiceAccount annotation must carry the ARN IAM actually returned; redo the Kubernetes
     // step when it differs from the one used on the first pass.
     const kubeStep = this.d.steps.find((s) => s.name === 'kubernetes');
-    const iamArn = outcomes.get('iam')?.result?.roleArn;
+    const iamArn = roleArnOf(outcomes.get('iam'));
     if (
       kubeStep &&
       iamArn &&
@@ -404,91 +381,30 @@ export class WorkspaceReconciler {
     }
     // Steps not reached (behind a pending one) keep what status showed.
     for (const step of this.d.steps) {
-      const prevStep = prevForWrite?.steps[step.name];
+      const prevStep = prev?.steps[step.name];
       if (!outcomes.has(step.name) && pending.size > 0 && prevStep) outcomes.set(step.name, shownOutcome(prevStep));
     }
     const inProgress = [...pending].filter((n) => PENDING.has(outcomes.get(n)?.state ?? 'Ready'));
     pass.pending = pending;
     if (pending.size === 0) this.passes.delete(key);
-
-    const steps: Partial<Record<StepName, StepStatus>> = {};
-    for (const [name, o] of outcomes) steps[name] = stepStatus(prevForWrite?.steps[name], o, now);
-    const failed = [...outcomes.values()].filter((o) => o.state === 'Failed');
-    const conflict = [...outcomes.values()].find((o) => o.state === 'Conflict');
-    const progressing = inProgress.length > 0 ? outcomes.get(inProgress[0] as StepName) : undefined;
-    const phase: Phase = conflict ? 'Conflict' : failed.length > 0 ? 'Failed' : progressing ? 'Provisioning' : 'Ready';
-    const firstProblem = conflict ?? failed[0] ?? progressing;
-    const writes = [...outcomes.values()].reduce((n, o) => n + o.writes, 0);
-    const readyMessage = firstProblem
-      ? `${[...outcomes.entries()].find(([, o]) => o === firstProblem)?.[0]}: ${firstProblem.message}`
-      : 'workspace provisioned';
-    const status: WorkspaceStatus = {
-      phase,
-      workspaceId: spec.workspaceId,
-      specHash,
-      owner: true,
-      conditions: [
-        setCondition(
-          prevForWrite?.conditions,
-          {
-            type: 'Ready',
-            status: phase === 'Ready' ? 'True' : 'False',
-            reason: firstProblem?.reason ?? 'Provisioned',
-            message: readyMessage,
-          },
-          now,
-        ),
-        ...stepConditions(prevForWrite?.conditions, steps, now),
-      ],
-      steps,
-    };
-    const observed = phase === 'Ready' ? specHash : prev?.observedSpecHash;
-    if (observed) status.observedSpecHash = observed;
-    const found: StepResult = Object.assign({}, ...[...outcomes.values()].map((o) => o.result ?? {}));
-    if (found.namespaces?.length) status.namespaces = found.namespaces;
-    if (found.roleArn) status.roleArn = found.roleArn;
-    if (found.projectId) status.flyteProject = found.projectId;
-    if (found.consoleUrl) status.consoleUrl = found.consoleUrl;
-    if (firstProblem && firstProblem !== progressing) status.lastError = clipMessage(readyMessage);
-    // A rerun is handled once every step has answered for it; until then the previous token stays.
-    if (requested !== undefined && (pending.size === 0 || !force)) status.lastHandledReconcileAt = requested;
-    else if (prev?.lastHandledReconcileAt !== undefined) status.lastHandledReconcileAt = prev.lastHandledReconcileAt;
-    await this.writeStatus(live, prevForWrite, status, true);
-
-    if (pending.size > 0) {
-      // The lane asks for this key again when a step settles with news: Events and retries are decided
-      // once every step has answered, not on each partial pass.
-      return { waiting: true };
-    }
-    if (firstProblem) {
-      await this.d.events.emit(cm, 'Warning', firstProblem.reason, readyMessage);
-    } else if (writes > 0 || prev?.phase !== 'Ready') {
-      await this.d.events.emit(
-        cm,
-        'Normal',
-        specUnchanged ? 'DriftRepaired' : 'Provisioned',
-        `workspace ${spec.workspaceId} ready (${writes} change(s))`,
-      );
-    }
-    if (force && pending.size === 0) log.info({ token: requested }, 'rerun request handled');
-    if (failed.some((o) => o.retryable !== false)) {
-      throw new RetryableReconcileError(readyMessage);
-    }
-    return {};
+    return { outcomes, pending: pending.size > 0, inProgress };
   }
 
-  /** Tears down everything the ConfigMap provisioned, then releases the finalizer. */
+  /**
+   * Tears down everything the ConfigMap provisioned, then releases the finalizer. A ConfigMap that owns
+   * nothing (or shares its workspace with another claimant, which takes it over) only lets go.
+   */
   private async finalize(
     cm: KubeObject,
     log: Logger,
+    now: string,
     phase: 'Deleting' | 'Disabled',
     why: string,
     spec?: WorkspaceSpec,
   ): Promise<ReconcileResult> {
-    const key = `${cm.metadata.namespace}/${cm.metadata.name}`;
+    const key = sourceKey(cm);
     const prev = parseStatus(cm.metadata.annotations?.[STATUS_ANNOTATION]);
     const workspaceId = spec?.workspaceId ?? prev?.workspaceId;
-    const now = new Date().toISOString();
     const others = workspaceId ? this.d.claims.claimants(workspaceId).filter((k) => k !== key) : [];
     const outcomes = new Map<StepName, StepOutcome>();
     let pendingStep: StepName | undefined;
@@ -513,50 +429,33 @@ export class WorkspaceReconciler {
       log.info({ workspace: workspaceId, to: others[0] }, 'handing workspace over to the next claimant');
       for (const other of others) this.d.enqueue?.(other);
     }
-    const failed = [...outcomes.entries()].filter(
-      ([, o]) => o.state !== 'Deleted' && o.state !== 'Skipped' && o.state !== 'Progressing' && o.state !== 'Waiting',
-    );
-    const steps: Partial<Record<StepName, StepStatus>> = {};
-    for (const [name, o] of outcomes) steps[name] = stepStatus(prev?.steps[name], o, now);
-    if (pendingStep) {
-      // Still tearing down in a lane: say where it stands; the lane asks for this key again.
-      const o = outcomes.get(pendingStep) as StepOutcome;
-      const message = `${why}: ${pendingStep}: ${o.message}`;
-      const status: WorkspaceStatus = {
-        phase: 'Deleting',
-        steps: { ...prev?.steps, ...steps },
-        owner: true,
-        conditions: [
-          setCondition(prev?.conditions, { type: 'Ready', status: 'False', reason: 'TearingDown', message }, now),
-        ],
-      };
-      if (workspaceId) status.workspaceId = workspaceId;
-      await this.writeStatus(cm, prev, status, true);
-      return { waiting: true };
+    const report = teardownReport({ phase, why, workspaceId, outcomes, pendingStep, found: prev, now });
+    return this.finish(cm, prev, report, log, now);
+  }
+
+  /**
+   * The one exit of a reconcile: writes the status the report describes (once, skipped when unchanged),
+   * records its Event, and tells the work queue what next: `waiting` while a lane still runs a step, a
+   * RetryableReconcileError to back off and retry, nothing for a terminal state.
+   */
+  private async finish(
+    cm: KubeObject,
+    written: WorkspaceStatus | undefined,
+    report: ReconcileReport,
+    log: Logger,
+    now: string,
+  ): Promise<ReconcileResult> {
+    await this.writeStatus(cm, written, summarizeStatus(report, written, now), report.finalizer);
+    if (report.event) await this.d.events.emit(cm, report.event.type, report.event.reason, report.event.message);
+    if (report.handledRerun !== undefined) log.info({ token: report.handledRerun }, 'rerun request handled');
+    switch (report.requeue.kind) {
+      case 'retry':
+        throw new RetryableReconcileError(report.requeue.message);
+      case 'waiting':
+        return { waiting: true };
+      case 'done':
+        return {};
     }
-    const done = failed.length === 0;
-    const message = done ? `${why}: cleaned up` : `${why}: ${failed.map(([n, o]) => `${n}: ${o.message}`).join('; ')}`;
-    const status: WorkspaceStatus = {
-      phase: done ? phase : 'Deleting',
-      steps,
-      owner: !done,
-      conditions: [
-        setCondition(
-          prev?.conditions,
-          { type: 'Ready', status: 'False', reason: done ? 'TornDown' : 'TearingDown', message },
-          now,
-        ),
-      ],
-    };
-    if (workspaceId) status.workspaceId = workspaceId;
-    if (!done) status.lastError = clipMessage(message);
-    await this.writeStatus(cm, prev, status, !done);
-    if (!done) {
-      await this.d.events.emit(cm, 'Warning', failed[0]?.[1].reason ?? 'TeardownFailed', message);
-      throw new RetryableReconcileError(message);
-    }
-    if (outcomes.size > 0) await this.d.events.emit(cm, 'Normal', 'TornDown', message);
-    return {};
   }
 
   /**
@@ -649,6 +548,11 @@ export class WorkspaceReconciler {
       throw new RetryableReconcileError(`could not write status: ${(err as Error).message}`);
     }
   }
+}
+
+/** The ConfigMap's work-queue key, `namespace/name`: also the workspace's `source`. */
+function sourceKey(cm: KubeObject): string {
+  return `${cm.metadata.namespace}/${cm.metadata.name}`;
 }
 
 /** What a pending external step shows in status: Progressing while it runs, Waiting while queued. */
