@@ -39,7 +39,6 @@ import {
   StepError,
   type StepName,
   type StepOutcome,
-  type StepResult,
   stepResultOf,
   type WorkspaceStep,
 } from './types.js';
