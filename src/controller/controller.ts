@@ -203,10 +203,17 @@ export class WorkspaceController {
     const { controllerName } = this.o.cfg;
     try {
       const result = await this.reconciler.reconcile(key);
-      this.o.metrics.reconcileTotal.inc({
-        controller: controllerName,
-        result: result.requeueAfterMs ? 'requeue_after' : 'success',
-      });
+      if (result.terminalError !== undefined) {
+        // As controller-runtime counts a TerminalError: an error, and a terminal one, but not retried.
+        this.o.metrics.reconcileTotal.inc({ controller: controllerName, result: 'error' });
+        this.o.metrics.reconcileErrors.inc({ controller: controllerName });
+        this.o.metrics.terminalReconcileErrors.inc({ controller: controllerName });
+      } else {
+        this.o.metrics.reconcileTotal.inc({
+          controller: controllerName,
+          result: result.requeueAfterMs ? 'requeue_after' : 'success',
+        });
+      }
       this.trackPhase(key);
       return result;
     } catch (err) {

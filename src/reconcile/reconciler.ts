@@ -47,6 +47,8 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
   /** A step is still running in its lane, which asks for the key again (see WorkQueue's Result). */
   waiting?: boolean;
+  /** Failed in a way retrying cannot help: not requeued, counted as a terminal reconcile error. */
+  terminalError?: string;
 }
 
 export interface ReconcilerDeps {
@@ -452,6 +454,8 @@ export class WorkspaceReconciler {
         throw new RetryableReconcileError(report.requeue.message);
       case 'waiting':
         return { waiting: true };
+      case 'terminal':
+        return { terminalError: report.requeue.message };
       case 'done':
         return {};
     }

@@ -20,12 +20,17 @@ import type { StepName, StepOutcome, StepResult } from './types.js';
 
 /** What the work queue does with the key next. */
 export type Requeue =
-  /** Nothing until something changes. A terminal failure ends here too: it waits for a new spec or a rerun. */
+  /** Nothing until something changes. */
   | { kind: 'done' }
   /** A step still runs in its lane, and the lane asks for the key again when it settles. */
   | { kind: 'waiting' }
   /** Back off and retry (RetryableReconcileError); status already says why. */
-  | { kind: 'retry'; message: string };
+  | { kind: 'retry'; message: string }
+  /**
+   * A failure retrying cannot help (controller-runtime's TerminalError): no retry, as `done`, but counted
+   * as a terminal reconcile error. Waits for a new spec or a rerun.
+   */
+  | { kind: 'terminal'; message: string };
 
 export interface EventRecord {
   type: EventType;
@@ -288,6 +293,7 @@ export function ensureReport(s: EnsureSummary): ReconcileReport {
   }
   if (s.force && s.requested !== undefined) report.handledRerun = s.requested;
   if (failed.some((o) => o.retryable !== false)) report.requeue = { kind: 'retry', message: readyMessage };
+  else if (failed.length > 0) report.requeue = { kind: 'terminal', message: readyMessage };
   return report;
 }
 

@@ -43,6 +43,10 @@ beforeEach(async () => {
 
 const cmRef = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', namespace: env.sourceNamespace, name });
 
+async function terminalReconcileErrors(): Promise<number> {
+  return (await env.metrics.terminalReconcileErrors.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+
 async function converge(check: () => Promise<Problem[]>, what: string, timeoutMs = 60_000): Promise<void> {
   totals.workspacesChecked++;
   try {
@@ -111,6 +115,7 @@ describe('IAM faults', () => {
   it('MalformedPolicyDocument: reported once with the AWS code, no retry storm, fixed by a rerun', async () => {
     env.aws.inject({ error: 'MalformedPolicyDocument', times: 1_000, action: 'PutRolePolicy' });
     totals.faults++;
+    const terminalBefore = await terminalReconcileErrors();
     const id = uniqueName('im');
     await putWorkspace(env, id, workspaceDoc(id));
     const s = await waitForStatus(env, id, iamFailedFlyteSettled, 30_000);
@@ -123,6 +128,8 @@ describe('IAM faults', () => {
     expect(afterFirst).toBeGreaterThanOrEqual(1);
     expect(afterFirst).toBeLessThanOrEqual(2);
     expect(env.aws.injectedCounts()).toEqual({ PutRolePolicy: afterFirst });
+    // Each reconcile that ended on the rejection is a terminal reconcile error (controller-runtime's metric).
+    expect((await terminalReconcileErrors()) - terminalBefore).toBeGreaterThanOrEqual(1);
     await new Promise((r) => setTimeout(r, 12_000));
     totals.terminalRetriesInWindow += env.aws.count('PutRolePolicy') - afterFirst;
     expect(env.aws.count('PutRolePolicy')).toBe(afterFirst);

@@ -338,7 +338,7 @@ describe('WorkspaceReconciler: ensure', () => {
     const w = world();
     const key = w.put('w1', workspaceDoc('ws1'));
     w.steps.flyte.ensureWith = async () => failed('FlyteInvalidArgument', 'project name rejected', false);
-    expect(await w.reconciler.reconcile(key)).toEqual({});
+    expect(await w.reconciler.reconcile(key)).toEqual({ terminalError: 'flyte: project name rejected' });
     expect(w.status(key)?.phase).toBe('Failed');
     expect(w.events).toEqual([
       { on: 'w1', type: 'Warning', reason: 'FlyteInvalidArgument', message: 'flyte: project name rejected' },
