@@ -22,7 +22,11 @@ import { AdminService } from '../gen/flyteidl/service/admin_projects_pb.js';
 import { Semaphore } from '../ratelimit/semaphore.js';
 import type { CallStats } from './call-stats.js';
 
-export type FlyteConfig = ControllerConfig['flyte'];
+/** What the client is built from: where FlyteAdmin is, how to authenticate, and the call limits. */
+export type FlyteAdminClientConfig = Pick<
+  ControllerConfig['flyte'],
+  'endpoint' | 'insecure' | 'caFile' | 'auth' | 'callTimeoutMs' | 'maxConcurrentCalls' | 'maxAttempts'
+>;
 export type ProjectInit = MessageInitShape<typeof ProjectSchema>;
 
 /** What the Flyte step needs from FlyteAdmin, in generated message types. Errors are ConnectErrors. */
@@ -300,7 +304,7 @@ interface Core {
   client: Client<typeof AdminService>;
   /** Call slots shared by every budget view: cfg.maxConcurrentCalls at once, granted in arrival order. */
   slots: Semaphore;
-  cfg: FlyteConfig;
+  cfg: FlyteAdminClientConfig;
   o: FlyteAdminClientOptions;
   tokens?: TokenSource;
   /** Sticky: the server answered Unimplemented for GetProject, use ListProjects. */
@@ -309,7 +313,7 @@ interface Core {
 }
 
 /** Builds the client from `cfg.flyte`. Connections are lazy: nothing is dialled until the first call. */
-export function createFlyteAdminClient(cfg: FlyteConfig, o: FlyteAdminClientOptions): FlyteAdminClient {
+export function createFlyteAdminClient(cfg: FlyteAdminClientConfig, o: FlyteAdminClientOptions): FlyteAdminClient {
   const url = new URL(cfg.endpoint);
   url.protocol = cfg.insecure ? 'http:' : 'https:';
   const baseUrl = url.toString().replace(/\/+$/, '');

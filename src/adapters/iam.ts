@@ -226,7 +226,8 @@ export function toIamError(err: unknown, operation: string): IamError {
 // ---- SDK implementation ------------------------------------------------------------------------------
 
 export interface SdkIamApiOptions {
-  cfg: ControllerConfig;
+  /** Region, endpoint, retries and the request budget come from `aws`. */
+  cfg: Pick<ControllerConfig, 'aws'>;
   stats?: CallStats;
   metrics?: Metrics;
   /** Token bucket per HTTP attempt. Default cfg.aws.requestsPerSecond / cfg.aws.requestBurst. */
