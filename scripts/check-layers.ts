@@ -11,7 +11,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 /** Bottom first. A path belongs to the first layer with a matching prefix. */
 export const LAYERS: { name: string; paths: string[] }[] = [
   { name: 'gen', paths: ['src/gen/'] },
-  { name: 'kinds', paths: ['src/kinds/', 'src/config/', 'src/log.ts', 'src/metrics/'] },
+  { name: 'kinds', paths: ['src/kinds/', 'src/config/', 'src/log.ts', 'src/metrics/', 'src/ratelimit/'] },
   { name: 'kube', paths: ['src/kube/'] },
   { name: 'spec', paths: ['src/spec/'] },
   { name: 'desired', paths: ['src/desired/'] },

@@ -26,9 +26,14 @@ import {
 } from '../gen/flyteidl/admin/project_pb.js';
 import { AdminService } from '../gen/flyteidl/service/admin_projects_pb.js';
 import { type ErrorClass, StepError } from '../kinds/step.js';
+import { Semaphore } from '../ratelimit/semaphore.js';
 import type { CallStats } from './call-stats.js';
 
-export type FlyteConfig = ControllerConfig['flyte'];
+/** What the client is built from: where FlyteAdmin is, how to authenticate, and the call limits. */
+export type FlyteAdminClientConfig = Pick<
+  ControllerConfig['flyte'],
+  'endpoint' | 'insecure' | 'caFile' | 'auth' | 'callTimeoutMs' | 'maxConcurrentCalls' | 'maxAttempts'
+>;
 export type ProjectInit = MessageInitShape<typeof ProjectSchema>;
 
 /**
@@ -99,66 +104,6 @@ export function isRetryableCode(code: Code): boolean {
 export function backoffDelayMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
-}
-
-// ---- Concurrency limiter --------------------------------------------------------------------------
-
-/** FIFO semaphore; acquire() gives up (DeadlineExceeded) when the caller's budget runs out first. */
-export class Limiter {
-  private active = 0;
-  private readonly waiters: { grant: () => void }[] = [];
-
-  constructor(readonly max: number) {}
-
-  get inFlight(): number {
-    return this.active;
-  }
-
-  get queued(): number {
-    return this.waiters.length;
-  }
-
-  acquire(waitMs: number): Promise<() => void> {
-    if (this.active < this.max) {
-      this.active++;
-      return Promise.resolve(this.releaser());
-    }
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        grant: () => {
-          if (timer) clearTimeout(timer);
-          this.active++;
-          resolve(this.releaser());
-        },
-      };
-      const timer = Number.isFinite(waitMs)
-        ? setTimeout(
-            () => {
-              const i = this.waiters.indexOf(waiter);
-              if (i >= 0) this.waiters.splice(i, 1);
-              reject(
-                new ConnectError(
-                  `request budget spent waiting for one of ${this.max} FlyteAdmin call slots`,
-                  Code.DeadlineExceeded,
-                ),
-              );
-            },
-            Math.max(0, waitMs),
-          )
-        : undefined;
-      this.waiters.push(waiter);
-    });
-  }
-
-  private releaser(): () => void {
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      this.active--;
-      this.waiters.shift()?.grant();
-    };
-  }
 }
 
 // ---- Auth -----------------------------------------------------------------------------------------
@@ -367,8 +312,9 @@ function authInterceptor(source: TokenSource): Interceptor {
 
 interface Core {
   client: Client<typeof AdminService>;
-  limiter: Limiter;
-  cfg: FlyteConfig;
+  /** Call slots shared by every budget view: cfg.maxConcurrentCalls at once, granted in arrival order. */
+  slots: Semaphore;
+  cfg: FlyteAdminClientConfig;
   o: FlyteAdminClientOptions;
   tokens?: TokenSource;
   /** Sticky: the server answered Unimplemented for GetProject, use ListProjects. */
@@ -377,7 +323,7 @@ interface Core {
 }
 
 /** Builds the client from `cfg.flyte`. Connections are lazy: nothing is dialled until the first call. */
-export function createFlyteAdminClient(cfg: FlyteConfig, o: FlyteAdminClientOptions): FlyteAdminClient {
+export function createFlyteAdminClient(cfg: FlyteAdminClientConfig, o: FlyteAdminClientOptions): FlyteAdminClient {
   const url = new URL(cfg.endpoint);
   url.protocol = cfg.insecure ? 'http:' : 'https:';
   const baseUrl = url.toString().replace(/\/+$/, '');
@@ -392,7 +338,7 @@ export function createFlyteAdminClient(cfg: FlyteConfig, o: FlyteAdminClientOpti
   const transport = createGrpcTransport({ baseUrl, sessionManager: session, interceptors });
   const core: Core = {
     client: createClient(AdminService, transport),
-    limiter: new Limiter(cfg.maxConcurrentCalls),
+    slots: new Semaphore(cfg.maxConcurrentCalls),
     cfg,
     o,
     noGetProject: false,
@@ -494,9 +440,9 @@ class FlyteAdminGrpc implements FlyteAdminApi {
     return this.deadline - performance.now();
   }
 
-  /** One logical call: limiter slot, per-attempt deadline, retries for transient codes within the budget. */
+  /** One logical call: a call slot, per-attempt deadline, retries for transient codes within the budget. */
   private async call<T>(op: string, write: boolean, fn: (opts: CallOptions) => Promise<T>): Promise<T> {
-    const { cfg, o, limiter, tokens } = this.core;
+    const { cfg, o, slots, tokens } = this.core;
     const maxAttempts = Math.max(1, cfg.maxAttempts);
     const baseMs = o.backoff?.baseMs ?? 200;
     const maxMs = o.backoff?.maxMs ?? 5_000;
@@ -504,7 +450,8 @@ class FlyteAdminGrpc implements FlyteAdminApi {
     let reauthenticated = false;
     for (let attempt = 1; ; attempt++) {
       if (this.remaining() <= 0) throw budgetSpent(op);
-      const release = await limiter.acquire(this.remaining());
+      const release = await slots.acquireWithin(this.remaining());
+      if (!release) throw slotsBusy(slots.max);
       let error: ConnectError;
       try {
         // Whole milliseconds: grpc-timeout must be an integer.
@@ -545,6 +492,13 @@ export function checkProjectId(id: string | undefined, op: string): void {
 
 function refused(op: string, what: string): ConnectError {
   return new ConnectError(`${op}: refusing to send ${what} to FlyteAdmin`, Code.InvalidArgument);
+}
+
+function slotsBusy(slots: number): ConnectError {
+  return new ConnectError(
+    `request budget spent waiting for one of ${slots} FlyteAdmin call slots`,
+    Code.DeadlineExceeded,
+  );
 }
 
 function budgetSpent(op: string): ConnectError {

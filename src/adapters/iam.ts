@@ -34,6 +34,8 @@ import type { ControllerConfig } from '../config/config.js';
 import { decodePolicyText } from '../desired/iam-policy.js';
 import { type ErrorClass, StepError } from '../kinds/step.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { Semaphore } from '../ratelimit/semaphore.js';
+import { TokenBucket } from '../ratelimit/token-bucket.js';
 import { CallStats } from './call-stats.js';
 
 // ---- Domain types -------------------------------------------------------------------------------------
@@ -222,75 +224,11 @@ export function toIamError(err: unknown, operation: string): IamError {
   return new IamError(REASON_OF[kind], message, awsErrorCode(err), kind, operation, httpStatusOf(err));
 }
 
-// ---- Request budget ----------------------------------------------------------------------------------
-
-/** FIFO counting semaphore. */
-export class ConcurrencyLimiter {
-  private active = 0;
-  private readonly waiters: (() => void)[] = [];
-
-  constructor(readonly max: number) {
-    if (!(max >= 1)) throw new Error('ConcurrencyLimiter: max must be >= 1');
-  }
-
-  get inFlight(): number {
-    return this.active;
-  }
-
-  get queued(): number {
-    return this.waiters.length;
-  }
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active < this.max) this.active++;
-    else await new Promise<void>((grant) => this.waiters.push(grant)); // the releaser hands its slot over
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiters.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
-}
-
-/**
- * Token bucket with reservations: each take() reserves the next token, so waiters are served in order
- * and a burst of callers is spread at `ratePerSecond` after the first `burst` requests.
- */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    readonly ratePerSecond: number,
-    readonly burst: number,
-    private readonly now: () => number = () => performance.now(),
-  ) {
-    if (!(ratePerSecond > 0) || !(burst >= 1)) throw new Error('TokenBucket: rate must be > 0 and burst >= 1');
-    this.tokens = burst;
-    this.last = now();
-  }
-
-  /** Milliseconds the caller must wait for its token (0 = go now); the token is taken either way. */
-  reserve(): number {
-    const t = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.ratePerSecond);
-    this.last = t;
-    this.tokens -= 1;
-    return this.tokens >= 0 ? 0 : (-this.tokens / this.ratePerSecond) * 1000;
-  }
-
-  async take(): Promise<void> {
-    const wait = this.reserve();
-    if (wait > 0) await new Promise((r) => setTimeout(r, Math.ceil(wait)));
-  }
-}
-
 // ---- SDK implementation ------------------------------------------------------------------------------
 
 export interface SdkIamApiOptions {
-  cfg: ControllerConfig;
+  /** Region, endpoint, retries and the request budget come from `aws`. */
+  cfg: Pick<ControllerConfig, 'aws'>;
   stats?: CallStats;
   metrics?: Metrics;
   /** Token bucket per HTTP attempt. Default cfg.aws.requestsPerSecond / cfg.aws.requestBurst. */
@@ -315,13 +253,13 @@ interface RetryStrategyLike {
 export class SdkIamApi implements IamApi {
   readonly stats: CallStats;
   readonly client: IAMClient;
-  readonly limiter: ConcurrencyLimiter;
+  readonly slots: Semaphore;
   readonly bucket: TokenBucket;
 
   constructor(opts: SdkIamApiOptions) {
     const { cfg } = opts;
     this.stats = opts.stats ?? new CallStats('iam', opts.metrics);
-    this.limiter = new ConcurrencyLimiter(cfg.aws.maxConcurrentCalls);
+    this.slots = new Semaphore(cfg.aws.maxConcurrentCalls);
     this.bucket = new TokenBucket(
       opts.requestsPerSecond ?? cfg.aws.requestsPerSecond,
       opts.burst ?? cfg.aws.requestBurst,
@@ -376,7 +314,7 @@ export class SdkIamApi implements IamApi {
   private async call<T>(operation: string, write: boolean, fn: () => Promise<T>): Promise<T> {
     try {
       // Waiting for a slot is not part of the call: the latency metric measures IAM (and the bucket).
-      return await this.limiter.run(() => this.stats.track(operation, write, fn));
+      return await this.slots.run(() => this.stats.track(operation, write, fn));
     } catch (err) {
       throw toIamError(err, operation);
     }

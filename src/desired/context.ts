@@ -23,7 +23,11 @@ export interface WorkspaceContext {
   consoleUrl?: string;
 }
 
-export function workspaceContext(cfg: ControllerConfig, spec: WorkspaceSpec, domain: string): WorkspaceContext {
+export function workspaceContext(
+  cfg: Pick<ControllerConfig, 'flyte'>,
+  spec: WorkspaceSpec,
+  domain: string,
+): WorkspaceContext {
   const ctx: WorkspaceContext = {
     project: spec.workspaceId,
     domain,

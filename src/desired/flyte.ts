@@ -51,7 +51,7 @@ export interface DesiredFlyteState {
 }
 
 export interface DesiredFlyteInput {
-  cfg: ControllerConfig;
+  cfg: Pick<ControllerConfig, 'fieldManager' | 'tiers' | 'defaultTier'>;
   spec: WorkspaceSpec;
   names: WorkspaceNames;
   /** Role ARN for `defaultIamRole` (IAM's answer, or the computed one before IAM ran). */
@@ -98,7 +98,10 @@ function projectDescription(spec: WorkspaceSpec): string {
 }
 
 /** Labels that identify the project as ours; exactly these two, see ownsProject(). */
-export function projectLabels(cfg: ControllerConfig, workspaceId: string): Record<string, string> {
+export function projectLabels(
+  cfg: Pick<ControllerConfig, 'fieldManager'>,
+  workspaceId: string,
+): Record<string, string> {
   return { [MANAGED_BY_LABEL]: cfg.fieldManager, [WORKSPACE_ID_LABEL]: workspaceId };
 }
 
@@ -167,7 +170,11 @@ export function quotaTemplateKey(resource: string): string {
 // ---- Ownership and comparison -------------------------------------------------------------------
 
 /** A project is ours only when it carries both our managed-by label and this workspace's id label. */
-export function ownsProject(project: Project, cfg: ControllerConfig, workspaceId: string): boolean {
+export function ownsProject(
+  project: Project,
+  cfg: Pick<ControllerConfig, 'fieldManager'>,
+  workspaceId: string,
+): boolean {
   const labels = project.labels?.values ?? {};
   return labels[MANAGED_BY_LABEL] === cfg.fieldManager && labels[WORKSPACE_ID_LABEL] === workspaceId;
 }
@@ -245,7 +252,7 @@ export function resourceTypeName(t: MatchableResource): string {
   return MatchableResource[t] ?? String(t);
 }
 
-export function consoleUrl(cfg: ControllerConfig, projectId: string): string {
+export function consoleUrl(cfg: Pick<ControllerConfig, 'flyte'>, projectId: string): string {
   return `${cfg.flyte.consoleBaseUrl.replace(/\/+$/, '')}/console/projects/${encodeURIComponent(projectId)}`;
 }
 

@@ -34,7 +34,7 @@ export interface DesiredIamRole {
 }
 
 export interface TrustPolicyInput {
-  cfg: ControllerConfig;
+  cfg: Pick<ControllerConfig, 'aws'>;
   names: WorkspaceNames;
 }
 
@@ -141,7 +141,7 @@ export function workspaceDataPolicy(bucket: string, partition = 'aws'): PolicyDo
 }
 
 export function desiredIamRole(
-  cfg: ControllerConfig,
+  cfg: Pick<ControllerConfig, 'aws' | 'fieldManager'>,
   spec: Pick<WorkspaceSpec, 'workspaceId' | 'dataBucket'>,
   names: WorkspaceNames,
   strategy: TrustPolicyStrategy = trustStrategyFor(cfg.aws.trustStrategy),
@@ -184,7 +184,11 @@ export type RoleOwnership = 'ours' | 'other-workspace' | 'foreign';
  * Whose role this is, judged from its tags only. `other-workspace`: ours, but for another workspace
  * (e.g. a name template that maps two ids to one name); `foreign`: not created by this controller.
  */
-export function roleOwnership(tags: Record<string, string>, cfg: ControllerConfig, workspaceId: string): RoleOwnership {
+export function roleOwnership(
+  tags: Record<string, string>,
+  cfg: Pick<ControllerConfig, 'fieldManager'>,
+  workspaceId: string,
+): RoleOwnership {
   if (tags[IAM_TAG_MANAGED_BY] !== cfg.fieldManager || !tags[IAM_TAG_WORKSPACE_ID]) return 'foreign';
   return tags[IAM_TAG_WORKSPACE_ID] === workspaceId ? 'ours' : 'other-workspace';
 }

@@ -10,7 +10,10 @@ export const DOMAIN_LABEL = 'workspaces.flyte.org/domain';
 export const ROLE_LABEL = 'workspaces.flyte.org/role';
 export const IRSA_ANNOTATION = 'eks.amazonaws.com/role-arn';
 
-export function managedLabels(cfg: ControllerConfig, workspaceId: string): Record<string, string> {
+export function managedLabels(
+  cfg: Pick<ControllerConfig, 'fieldManager'>,
+  workspaceId: string,
+): Record<string, string> {
   return {
     [MANAGED_BY_LABEL]: cfg.fieldManager,
     'app.kubernetes.io/name': 'flyte-workspace',
@@ -21,12 +24,29 @@ export function managedLabels(cfg: ControllerConfig, workspaceId: string): Recor
 }
 
 /** Selector matching everything this controller manages for one workspace. */
-export function workspaceSelector(cfg: ControllerConfig, workspaceId: string): string {
+export function workspaceSelector(cfg: Pick<ControllerConfig, 'fieldManager'>, workspaceId: string): string {
   return `${MANAGED_BY_LABEL}=${cfg.fieldManager},${WORKSPACE_ID_LABEL}=${workspaceId}`;
 }
 
+/**
+ * What the Kubernetes objects are made from: names, tiers, RBAC, the namespaces the NetworkPolicy lets
+ * through, whether IAM is on (the IRSA annotation) and the users' Flyte endpoint (the context ConfigMap).
+ */
+export type KubernetesObjectsConfig = Pick<
+  ControllerConfig,
+  | 'fieldManager'
+  | 'names'
+  | 'tiers'
+  | 'defaultTier'
+  | 'rbac'
+  | 'flyteSystemNamespace'
+  | 'dnsNamespace'
+  | 'aws'
+  | 'flyte'
+>;
+
 export interface DesiredKubernetesInput {
-  cfg: ControllerConfig;
+  cfg: KubernetesObjectsConfig;
   spec: WorkspaceSpec;
   names: WorkspaceNames;
   /** `namespace/name` of the ConfigMap that owns the workspace. */
@@ -86,7 +106,7 @@ export function desiredKubernetesObjects(input: DesiredKubernetesInput): KubeObj
  * namespace per domain, else the first of the workspace's domains (Flyte's order: development first).
  */
 function contextConfigMap(
-  cfg: ControllerConfig,
+  cfg: Pick<ControllerConfig, 'names' | 'flyte'>,
   spec: WorkspaceSpec,
   ns: string,
   domains: string[],
@@ -105,7 +125,11 @@ function contextConfigMap(
 }
 
 /** Contributors are bound only where a domain of the namespace allows them (per-domain mode); owners everywhere. */
-function userBoundInNamespace(cfg: ControllerConfig, user: WorkspaceUser, domains: string[]): boolean {
+function userBoundInNamespace(
+  cfg: Pick<ControllerConfig, 'names' | 'rbac'>,
+  user: WorkspaceUser,
+  domains: string[],
+): boolean {
   if (user.role === 'owner' || !cfg.names.namespacePerDomain) return true;
   return domains.some((d) => cfg.rbac.contributorDomains.includes(d));
 }
@@ -118,7 +142,7 @@ export function roleBindingName(role: string, subject: string): string {
 }
 
 function roleBinding(
-  cfg: ControllerConfig,
+  cfg: Pick<ControllerConfig, 'names' | 'rbac'>,
   user: WorkspaceUser,
   ns: string,
   labels: Record<string, string>,
@@ -139,7 +163,12 @@ function roleBinding(
   };
 }
 
-function networkPolicy(cfg: ControllerConfig, name: string, ns: string, labels: Record<string, string>): KubeObject {
+function networkPolicy(
+  cfg: Pick<ControllerConfig, 'flyteSystemNamespace' | 'dnsNamespace'>,
+  name: string,
+  ns: string,
+  labels: Record<string, string>,
+): KubeObject {
   const nsSelector = (n: string) => ({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': n } } });
   return {
     apiVersion: 'networking.k8s.io/v1',

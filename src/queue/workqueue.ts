@@ -20,6 +20,7 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, type Timer } from '../kinds/clock.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { TokenBucket } from '../ratelimit/token-bucket.js';
 
 /** controller-runtime's values: handler events at 0, the initial list and resyncs at LowPriority (-100). */
 export const Priority = { Normal: 0, Low: -100 } as const;
@@ -80,10 +81,8 @@ export class WorkQueue {
   private readonly timers = new Map<string, DelayedAdd>();
   private readonly failures = new Map<string, number>();
   private readonly jitter: number;
-  private readonly qps: number;
-  private readonly burst: number;
-  private tokens: number;
-  private tokensAt: number;
+  /** The overall retry bucket; undefined when qps ≤ 0 disables it. */
+  private readonly bucket: TokenBucket | undefined;
   private shuttingDown = false;
   private paused = false;
   private metricsTimer: Timer | undefined;
@@ -95,11 +94,9 @@ export class WorkQueue {
     if (!(opts.concurrency >= 1)) throw new Error(`WorkQueue ${opts.name}: concurrency must be ≥ 1`);
     this.pq = new PQueue({ concurrency: opts.concurrency });
     this.clock = opts.clock ?? systemClock;
-    this.tokensAt = this.clock.now();
     this.jitter = opts.jitter ?? 0.1;
-    this.qps = opts.qps ?? 10;
-    this.burst = opts.burst ?? 100;
-    this.tokens = this.burst;
+    const qps = opts.qps ?? 10;
+    this.bucket = qps > 0 ? new TokenBucket(qps, opts.burst ?? 100, this.clock) : undefined;
     const m = opts.metrics;
     if (m) {
       this.labels = { name: opts.name, controller: m.controller };
@@ -177,17 +174,7 @@ export class WorkQueue {
     this.failures.set(key, n + 1);
     const exp = Math.min(this.opts.baseDelayMs * 2 ** n, this.opts.maxDelayMs);
     const perItem = exp * (1 + this.jitter * Math.random());
-    return Math.max(perItem, this.bucketDelay());
-  }
-
-  /** Token bucket with reservations (golang.org/x/time/rate semantics): tokens may go negative. */
-  private bucketDelay(): number {
-    if (this.qps <= 0) return 0;
-    const now = this.clock.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.tokensAt) / 1000) * this.qps);
-    this.tokensAt = now;
-    this.tokens -= 1;
-    return this.tokens >= 0 ? 0 : (-this.tokens / this.qps) * 1000;
+    return Math.max(perItem, this.bucket?.reserve() ?? 0);
   }
 
   /** Resets the key's failure count (its next addRateLimited starts from baseDelayMs again). */

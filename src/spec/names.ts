@@ -15,6 +15,9 @@ export function renderTemplate(template: string, vars: TemplateVars): string {
   });
 }
 
+/** The settings names are made from: the templates and the domains. */
+export type NamingConfig = Pick<ControllerConfig, 'names' | 'domains'>;
+
 export interface WorkspaceNames {
   /** Namespaces keyed by domain; in single-namespace mode every domain maps to the same namespace. */
   namespaceByDomain: Map<string, string>;
@@ -26,7 +29,7 @@ export interface WorkspaceNames {
   flyteProject: string;
 }
 
-export function workspaceNames(cfg: ControllerConfig, workspaceId: string, domains = cfg.domains): WorkspaceNames {
+export function workspaceNames(cfg: NamingConfig, workspaceId: string, domains = cfg.domains): WorkspaceNames {
   const vars: TemplateVars = { workspace_id: workspaceId, project: workspaceId };
   const namespaceByDomain = new Map<string, string>();
   for (const domain of domains) {
@@ -60,7 +63,7 @@ export const NAME_LIMITS = {
  * The longest workspace id for which every derived name fits, computed from the configured templates
  * (so a longer template shortens the allowed id instead of failing later in some downstream API).
  */
-export function maxWorkspaceIdLength(cfg: ControllerConfig): { max: number; boundBy: string } {
+export function maxWorkspaceIdLength(cfg: NamingConfig): { max: number; boundBy: string } {
   const probe = 'x';
   const bounds: [string, number][] = [['flyte project id', NAME_LIMITS.flyteProject]];
   const fixed = (tpl: string, domain?: string) =>

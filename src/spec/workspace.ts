@@ -4,7 +4,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import type { ControllerConfig } from '../config/config.js';
 import { childPath, parseStrictJson, quote } from './json.js';
-import { maxWorkspaceIdLength, workspaceNames } from './names.js';
+import { maxWorkspaceIdLength, type NamingConfig, workspaceNames } from './names.js';
 
 export type WorkspaceRole = 'owner' | 'contributor';
 
@@ -61,8 +61,22 @@ const SCHEMA_KEYS = new Set([
 const MAX_DEPTH = 32;
 const KNOWN_ROLES: readonly WorkspaceRole[] = ['owner', 'contributor'];
 
+/** The namespaces the controller itself knows of, which no workspace may take. */
+export interface ReservedNamespacesConfig
+  extends Pick<
+    ControllerConfig,
+    'flyteSystemNamespace' | 'controllerNamespace' | 'sourceNamespaces' | 'reservedNamespaces'
+  > {
+  leaderElection: Pick<ControllerConfig['leaderElection'], 'namespace'>;
+}
+
+/** What parsing and validating a workspace document reads: the key, the limits, tiers, buckets and names. */
+export type SpecConfig = NamingConfig &
+  ReservedNamespacesConfig &
+  Pick<ControllerConfig, 'configMapKey' | 'limits' | 'defaultTier' | 'tiers' | 'bucketPatterns'>;
+
 /** Names of namespaces no workspace may ever map onto, whatever the templates say. */
-export function reservedNamespaces(cfg: ControllerConfig): Set<string> {
+export function reservedNamespaces(cfg: ReservedNamespacesConfig): Set<string> {
   return new Set([
     'default',
     'kube-system',
@@ -98,7 +112,7 @@ export type WorkspaceDocument = string | Uint8Array | undefined;
  * reader). Bytes arrive intact only from `binaryData` and from files (the CLI), and are checked here,
  * naming the offset of the first bad byte.
  */
-export function parseWorkspace(raw: WorkspaceDocument, cfg: ControllerConfig): ParseResult {
+export function parseWorkspace(raw: WorkspaceDocument, cfg: SpecConfig): ParseResult {
   const key = cfg.configMapKey;
   if (raw === undefined) return fail(key, 'missing key in ConfigMap data');
   const bytes = typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw.byteLength;
@@ -161,11 +175,11 @@ export function firstInvalidUtf8(b: Uint8Array): number {
 }
 
 /** Validates an already parsed document (a JavaScript value, not text). */
-export function validateWorkspace(doc: unknown, cfg: ControllerConfig): ParseResult {
+export function validateWorkspace(doc: unknown, cfg: SpecConfig): ParseResult {
   return validateFields(doc, cfg, true);
 }
 
-function validateFields(doc: unknown, cfg: ControllerConfig, checkKeys: boolean): ParseResult {
+function validateFields(doc: unknown, cfg: SpecConfig, checkKeys: boolean): ParseResult {
   const errors: FieldError[] = [];
   const err = (field: string, message: string) => errors.push({ field, message });
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
@@ -233,7 +247,11 @@ export function stableStringify(v: unknown): string {
   return JSON.stringify(v) ?? 'null';
 }
 
-function validateWorkspaceId(id: string, cfg: ControllerConfig, err: (f: string, m: string) => void): void {
+function validateWorkspaceId(
+  id: string,
+  cfg: NamingConfig & ReservedNamespacesConfig,
+  err: (f: string, m: string) => void,
+): void {
   const f = 'workspace_id';
   if (id.length === 0) {
     err(f, 'must not be empty');
@@ -268,7 +286,11 @@ function validateWorkspaceId(id: string, cfg: ControllerConfig, err: (f: string,
   }
 }
 
-function validateUsers(v: unknown, cfg: ControllerConfig, err: (f: string, m: string) => void): WorkspaceUser[] {
+function validateUsers(
+  v: unknown,
+  cfg: Pick<ControllerConfig, 'limits'>,
+  err: (f: string, m: string) => void,
+): WorkspaceUser[] {
   if (v === undefined || v === null) {
     err('users', 'is required');
     return [];
@@ -336,7 +358,7 @@ function validateUsers(v: unknown, cfg: ControllerConfig, err: (f: string, m: st
 function validateBucket(
   bucket: string,
   workspaceId: string,
-  cfg: ControllerConfig,
+  cfg: Pick<ControllerConfig, 'bucketPatterns'>,
   err: (f: string, m: string) => void,
 ) {
   const f = 'data_bucket';

@@ -23,7 +23,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'v
 import { type FaultProxy, startFaultProxy } from '../../harness/aws-fault-proxy.js';
 import { type Moto, startMoto } from '../../harness/moto.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
-import { ConcurrencyLimiter, IamError, SdkIamApi, TokenBucket } from '../../src/adapters/iam.js';
+import { IamError, SdkIamApi } from '../../src/adapters/iam.js';
 import { type ControllerConfig, defaultConfig, mergeConfig, validateConfig } from '../../src/config/config.js';
 import { desiredIamRole, workspaceDataPolicy } from '../../src/desired/iam.js';
 import { type PolicyStatement, parsePolicy, policiesEqual } from '../../src/desired/iam-policy.js';
@@ -746,34 +746,25 @@ describe('request budget', () => {
     expect(proxy.count('GetRole')).toBe(8);
   });
 
-  it('the concurrency limiter never runs more than max at once and serves waiters in order', async () => {
-    const limiter = new ConcurrencyLimiter(2);
-    let running = 0;
+  it('never has more than aws.maxConcurrentCalls calls at IAM at once', async () => {
+    const env = makeEnv({ aws: { maxConcurrentCalls: 2 } });
+    let atIam = 0;
     let peak = 0;
-    const order: number[] = [];
-    await Promise.all(
-      Array.from({ length: 6 }, (_, i) =>
-        limiter.run(async () => {
-          running++;
-          peak = Math.max(peak, running);
-          await new Promise((r) => setTimeout(r, 10));
-          order.push(i);
-          running--;
-        }),
-      ),
+    // Below the slots and the bucket: counts the HTTP attempts actually in flight.
+    env.api.client.middlewareStack.add(
+      (next) => async (args) => {
+        peak = Math.max(peak, ++atIam);
+        try {
+          return await next(args);
+        } finally {
+          atIam--;
+        }
+      },
+      { step: 'finalizeRequest', name: 'countInFlight' },
     );
+    await Promise.all(Array.from({ length: 8 }, () => env.api.getRole(`missing-${env.id}`)));
     expect(peak).toBe(2);
-    expect(order).toEqual([0, 1, 2, 3, 4, 5]);
-    expect(limiter.inFlight).toBe(0);
-  });
-
-  it('TokenBucket reservations: burst first, then 1/rate apart', () => {
-    let t = 0;
-    const bucket = new TokenBucket(4, 2, () => t);
-    expect([bucket.reserve(), bucket.reserve()]).toEqual([0, 0]);
-    expect(bucket.reserve()).toBe(250);
-    expect(bucket.reserve()).toBe(500);
-    t = 1000; // 4 tokens refilled, 2 of them owed
-    expect(bucket.reserve()).toBe(0);
+    expect(proxy.count('GetRole')).toBe(8);
+    expect([env.api.slots.inFlight, env.api.slots.queued]).toEqual([0, 0]);
   });
 });

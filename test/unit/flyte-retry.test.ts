@@ -8,7 +8,6 @@ import {
   backoffDelayMs,
   createFlyteAdminClient,
   isRetryableCode,
-  Limiter,
   RETRYABLE_CODES,
   toFlyteError,
 } from '../../src/adapters/flyteadmin.js';
@@ -24,7 +23,7 @@ function fakeClient(answer: (attempt: number, method: string) => unknown, flyte:
   let attempts = 0;
   const interceptor: Interceptor = () => async (req) => {
     attempts++;
-    const result = answer(attempts, req.method.name);
+    const result = await answer(attempts, req.method.name);
     if (result instanceof Error) throw result;
     return {
       stream: false,
@@ -156,29 +155,32 @@ describe('backoff', () => {
   });
 });
 
-describe('limiter', () => {
-  it('grants up to max, queues FIFO, times out waiting', async () => {
-    const l = new Limiter(2);
-    const r1 = await l.acquire(100);
-    await l.acquire(100);
-    expect(l.inFlight).toBe(2);
-    const order: number[] = [];
-    const w3 = l.acquire(1_000).then((r) => {
-      order.push(3);
-      return r;
-    });
-    const w4 = l.acquire(1_000).then((r) => {
-      order.push(4);
-      return r;
-    });
-    const timedOut = l.acquire(10);
-    await expect(timedOut).rejects.toMatchObject({ code: Code.DeadlineExceeded });
-    r1();
-    r1(); // double release is a no-op
-    (await w3)();
-    (await w4)();
-    expect(order).toEqual([3, 4]);
-    expect(l.queued).toBe(0);
+describe('call slots', () => {
+  it('holds a call beyond maxConcurrentCalls until a slot frees, and fails it once its budget is spent waiting', async () => {
+    const gate = Promise.withResolvers<void>();
+    const { api, attempts } = fakeClient(
+      async () => {
+        await gate.promise;
+        return { domains: [{ id: 'staging', name: 'staging' }] };
+      },
+      { maxConcurrentCalls: 1 },
+    );
+    const holder = api.getDomains();
+    const patient = api.getDomains();
+    const err = await api
+      .withBudget(20)
+      .getDomains()
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+    expect(err?.code).toBe(Code.DeadlineExceeded);
+    expect(err?.rawMessage).toMatch(/waiting for one of 1 FlyteAdmin call slots/);
+    expect(attempts()).toBe(1); // only the holder reached the server
+    gate.resolve();
+    expect(await Promise.all([holder, patient])).toEqual([['staging'], ['staging']]);
+    expect(attempts()).toBe(2);
+    api.close();
   });
 });
 
