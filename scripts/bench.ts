@@ -9,7 +9,8 @@
 // "full" adds the FlyteAdmin double and moto (IAM) and reports the external calls separately.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -279,6 +280,7 @@ async function startEnv(binDir: string): Promise<Env> {
     await admin.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   }
   for (const m of MANIFESTS) await applyManifestFile(adminKc, join(root, m));
+  await admitBaselineManager(adminKc);
   await bindSourceNamespace(adminKc, SRC);
   await bindSourceNamespace(adminKc, BASE_SRC);
   const env: Env = { cp, adminKc, controllerKc, admin, cpu: new CpuMeter(() => ({})) };
@@ -381,6 +383,23 @@ async function createConfigMaps(env: Env, namespace: string, list: WorkspaceStat
 
 // ---------------------------------------------------------------------------------------------------------
 // Baseline: the same Kubernetes objects, created by a plain loop with the controller's client and identity
+
+/**
+ * The admission policy lets the controller's identity create ConfigMaps (the users' context ConfigMap) only
+ * in namespaces labelled as managed by the controller. The baseline's objects carry its own managed-by
+ * value, so the bench re-applies the shipped policy accepting both values: same identity, same policy and
+ * the same checks for both loops.
+ */
+async function admitBaselineManager(adminKc: KubeConfig): Promise<void> {
+  const shipped = await readFile(join(root, 'manifests/admission-policy.yaml'), 'utf8');
+  const exact = /\] == 'flyte-workspace-controller'/g;
+  const matches = shipped.match(exact)?.length ?? 0;
+  if (matches === 0) throw new Error('admission-policy.yaml: no managed-by check found to extend for the baseline');
+  const both = shipped.replace(exact, `] in ['flyte-workspace-controller', '${BASELINE_MANAGER}']`);
+  const file = join(await mkdtemp(join(tmpdir(), 'fwc-bench-policy-')), 'admission-policy.yaml');
+  await writeFile(file, both);
+  await applyManifestFile(adminKc, file);
+}
 
 async function runBaseline(
   env: Env,
