@@ -13,7 +13,7 @@ const OUTPUTS = ['wide', 'json', 'yaml'] as const;
 
 export async function runDay2(
   command: 'status' | 'rerun',
-  cfg: ControllerConfig,
+  cfg: Pick<ControllerConfig, 'sourceNamespaces' | 'configMapSelector'>,
   values: FlagValues,
   positionals: string[],
   usage: (message: string) => number,

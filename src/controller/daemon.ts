@@ -73,7 +73,12 @@ export function loadKubeConfig(file?: string, env: NodeJS.ProcessEnv = process.e
  * failed for longer than the renew deadline (a leader would have lost its lease by then). The log names
  * the server and the cause when calls start failing, and says when they recover.
  */
-function watchApiServerContact(kc: KubeConfig, cfg: ControllerConfig, http: HttpServers, log: Logger): void {
+function watchApiServerContact(
+  kc: KubeConfig,
+  cfg: { leaderElection: Pick<ControllerConfig['leaderElection'], 'renewDeadlineSeconds'> },
+  http: HttpServers,
+  log: Logger,
+): void {
   const contact = apiServerContact(kc.getCurrentCluster()?.server ?? '');
   const toleranceMs = cfg.leaderElection.renewDeadlineSeconds * 1000;
   http.addReadyCheck('apiserver', () => contact.readiness(toleranceMs));

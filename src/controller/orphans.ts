@@ -13,7 +13,8 @@ import type { ManagedObjectIndex } from './managed-cache.js';
 import type { ExternalClients } from './steps.js';
 
 export interface OrphanSweeperOptions {
-  cfg: ControllerConfig;
+  /** The sweep interval and the watched source namespaces. */
+  cfg: Pick<ControllerConfig, 'sourceNamespaces' | 'reconcile'>;
   kube: KubeApi;
   log: Logger;
   metrics: Metrics;

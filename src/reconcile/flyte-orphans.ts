@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { FlyteAdminApi } from '../adapters/flyteadmin.js';
 import { type ControllerConfig, MANAGED_BY_LABEL, WORKSPACE_ID_LABEL } from '../config/config.js';
 import { type Project, Project_ProjectState } from '../gen/flyteidl/admin/project_pb.js';
-import { workspaceNames } from '../spec/names.js';
+import { type NamingConfig, workspaceNames } from '../spec/names.js';
 import { archiveProject } from './steps/flyte.js';
 
 export interface FlyteOrphan {
@@ -22,9 +22,12 @@ export interface FlyteOrphan {
   error?: string;
 }
 
+/** What the Flyte sweep reads of the configuration: our labels and the project name template. */
+export type FlyteOwnershipConfig = NamingConfig & Pick<ControllerConfig, 'fieldManager'>;
+
 export interface SweepFlyteOrphansOptions {
   api: FlyteAdminApi;
-  cfg: ControllerConfig;
+  cfg: FlyteOwnershipConfig;
   /** Workspace ids that currently have a (valid, claimed) ConfigMap in a watched source. */
   liveWorkspaceIds: Set<string>;
   /**
@@ -42,7 +45,7 @@ export interface SweepFlyteOrphansOptions {
 const MAX_PAGES = 10_000;
 
 /** The workspace id of a project this controller manages, or undefined when it is not provably ours. */
-export function ownedWorkspaceId(project: Project, cfg: ControllerConfig): string | undefined {
+export function ownedWorkspaceId(project: Project, cfg: FlyteOwnershipConfig): string | undefined {
   const labels = project.labels?.values ?? {};
   const workspaceId = labels[WORKSPACE_ID_LABEL];
   if (labels[MANAGED_BY_LABEL] !== cfg.fieldManager || !workspaceId) return undefined;

@@ -20,7 +20,8 @@ export interface IamOrphan {
 
 export interface SweepIamOrphansOptions {
   api: IamApi;
-  cfg: ControllerConfig;
+  /** Our tag value and the role path the sweep lists. */
+  cfg: Pick<ControllerConfig, 'fieldManager'> & { aws: Pick<ControllerConfig['aws'], 'rolePath'> };
   /** Workspace ids that currently have a (valid, claimed) ConfigMap. */
   liveWorkspaceIds: Set<string>;
   dryRun: boolean;

@@ -37,8 +37,13 @@ export type WatchTuning = Partial<
   >
 >;
 
+/** What the watch sources read of the configuration. */
+export type SourceConfig = Pick<ControllerConfig, 'configMapSelector' | 'fieldManager' | 'sourceNamespaces'> & {
+  reconcile: Pick<ControllerConfig['reconcile'], 'resyncPeriodSeconds' | 'watchStallSeconds'>;
+};
+
 interface SourceBase {
-  cfg: ControllerConfig;
+  cfg: SourceConfig;
   /** Cluster access; ignored when `client` is given. */
   kc?: KubeConfig;
   /** List/watch I/O (a fake in unit tests); built from `kc` otherwise. */

@@ -296,7 +296,7 @@ export class FlyteStep implements WorkspaceStep {
     }
   }
 
-  private budgetMs(cfg: ControllerConfig): number {
+  private budgetMs(cfg: { flyte: Pick<ControllerConfig['flyte'], 'callTimeoutMs'> }): number {
     return this.opts.budgetMs ?? Math.max(30_000, 3 * cfg.flyte.callTimeoutMs);
   }
 

@@ -45,7 +45,10 @@ export const IAM_DRIFT_CHECK_BUDGET_SHARE = 0.5;
  * `workspaces` drift checks in that interval would take more than IAM_DRIFT_CHECK_BUDGET_SHARE of
  * aws.requestsPerSecond (5,000 workspaces at 5/s: 6,000 s).
  */
-export function iamDriftCheckIntervalMs(cfg: ControllerConfig, workspaces: number): number {
+export function iamDriftCheckIntervalMs(
+  cfg: { aws: Pick<ControllerConfig['aws'], 'requestsPerSecond' | 'driftCheckIntervalSeconds'> },
+  workspaces: number,
+): number {
   const budgetSeconds =
     (workspaces * IAM_READS_PER_DRIFT_CHECK) / (cfg.aws.requestsPerSecond * IAM_DRIFT_CHECK_BUDGET_SHARE);
   return Math.ceil(Math.max(cfg.aws.driftCheckIntervalSeconds, budgetSeconds) * 1000);
