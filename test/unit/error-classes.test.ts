@@ -18,7 +18,7 @@ import type { Project } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { StepError, stepDetails, stepResultOf } from '../../src/kinds/step.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
 import { IamStep } from '../../src/reconcile/steps/iam.js';
-import { KubernetesStep, kubeWriteError } from '../../src/reconcile/steps/kubernetes.js';
+import { KubernetesStep, kubeReadError, kubeWriteError } from '../../src/reconcile/steps/kubernetes.js';
 import { errorOutcome, type StepContext } from '../../src/reconcile/types.js';
 import { workspaceNames } from '../../src/spec/names.js';
 import { validateWorkspace } from '../../src/spec/workspace.js';
@@ -145,6 +145,43 @@ describe('Kubernetes writes: HTTP status → class (in the step: the client carr
   it('anything else passes through for settle to report', () => {
     const other = new Error('socket hang up');
     expect(kubeWriteError(other)).toBe(other);
+    expect(kubeReadError(other)).toBe(other);
+  });
+
+  it('a refused delete names the verb', () => {
+    expect(kubeWriteError(new KubeApiError(400, 'BadRequest', 'm'), 'Delete')).toMatchObject({
+      reason: 'DeleteFailed',
+      errorClass: 'terminal',
+    });
+  });
+
+  it.each([
+    [403, 'Forbidden', 'Forbidden'],
+    [410, 'Expired', 'ReadFailed'],
+    [500, 'InternalError', 'ReadFailed'],
+  ] as const)('a refused read (HTTP %s %s) is retried: %s', (status, apiReason, reason) => {
+    expect(kubeReadError(new KubeApiError(status, apiReason, 'm'))).toMatchObject({
+      reason,
+      errorClass: 'retryable',
+      code: `HTTP${status}`,
+    });
+  });
+
+  it('the step reports a refused read as a classified failure, not an unexpected error', async () => {
+    const step = new KubernetesStep({
+      kube: {
+        list: async () => {
+          throw new KubeApiError(403, 'Forbidden', 'namespaces is forbidden');
+        },
+        get: async () => undefined,
+      } as unknown as KubeApi,
+    });
+    expect(await step.ensure(ctx())).toMatchObject({
+      state: 'Failed',
+      reason: 'Forbidden',
+      retryable: true,
+      message: 'HTTP403: namespaces is forbidden',
+    });
   });
 });
 

@@ -78,7 +78,7 @@ export class KubernetesStep implements WorkspaceStep {
 
   async ensure(ctx: StepContext): Promise<StepOutcome> {
     const w = stepWriter(ctx, this.opts.onDrift);
-    return settle(ctx, 'kubernetes', w, () => this.converge(ctx, w));
+    return settle(ctx, 'kubernetes', w, () => this.converge(ctx, w), kubeReadError);
   }
 
   private async converge(ctx: StepContext, w: StepWriter): Promise<StepOutcome> {
@@ -159,31 +159,42 @@ export class KubernetesStep implements WorkspaceStep {
 
   async teardown(ctx: StepBaseContext): Promise<StepOutcome> {
     const w = stepWriter(ctx);
-    return settle(ctx, 'kubernetes', w, async () => {
-      // Always read live state for deletion: a stale cache must not make us miss or misjudge anything.
-      const live = await this.liveObjects({ ...ctx, force: true }, ctx.workspaceId);
-      const all = [...live.values()].filter((o) => this.claimedBy(o, ctx.source));
-      const namespaces = all.filter((o) => o.kind === 'Namespace');
-      const terminating = namespaces.filter((o) => o.metadata.deletionTimestamp);
-      const nsNames = new Set(namespaces.map((o) => o.metadata.name));
-      // Objects inside namespaces we delete go with them; delete the rest (reverse creation order) first.
-      await this.deleteAll(
-        all.filter((o) => o.kind !== 'Namespace' && !nsNames.has(o.metadata.namespace ?? '')),
-        w,
-      );
-      await this.deleteAll(
-        namespaces.filter((o) => !o.metadata.deletionTimestamp),
-        w,
-      );
-      if (!ctx.dryRun && (w.writes > 0 || terminating.length > 0) && namespaces.length > 0) {
-        throw new StepError(
-          'NamespacesTerminating',
-          `waiting for namespace(s) ${[...nsNames].join(', ')} to finish terminating`,
-          'retryable',
+    return settle(
+      ctx,
+      'kubernetes',
+      w,
+      async () => {
+        // Always read live state for deletion: a stale cache must not make us miss or misjudge anything.
+        const live = await this.liveObjects({ ...ctx, force: true }, ctx.workspaceId);
+        const all = [...live.values()].filter((o) => this.claimedBy(o, ctx.source));
+        const namespaces = all.filter((o) => o.kind === 'Namespace');
+        const terminating = namespaces.filter((o) => o.metadata.deletionTimestamp);
+        const nsNames = new Set(namespaces.map((o) => o.metadata.name));
+        // Objects inside namespaces we delete go with them; delete the rest (reverse creation order) first.
+        await this.deleteAll(
+          all.filter((o) => o.kind !== 'Namespace' && !nsNames.has(o.metadata.namespace ?? '')),
+          w,
         );
-      }
-      return { state: 'Deleted', reason: 'Deleted', message: 'no managed Kubernetes objects remain', writes: w.writes };
-    });
+        await this.deleteAll(
+          namespaces.filter((o) => !o.metadata.deletionTimestamp),
+          w,
+        );
+        if (!ctx.dryRun && (w.writes > 0 || terminating.length > 0) && namespaces.length > 0) {
+          throw new StepError(
+            'NamespacesTerminating',
+            `waiting for namespace(s) ${[...nsNames].join(', ')} to finish terminating`,
+            'retryable',
+          );
+        }
+        return {
+          state: 'Deleted',
+          reason: 'Deleted',
+          message: 'no managed Kubernetes objects remain',
+          writes: w.writes,
+        };
+      },
+      kubeReadError,
+    );
   }
 
   private claimedBy(o: KubeObject, source: string): boolean {
@@ -235,7 +246,7 @@ export class KubernetesStep implements WorkspaceStep {
         } catch (err) {
           // 409 on a uid precondition: someone recreated it; it will be judged on the next pass.
           if (err instanceof KubeApiError && err.code === 409) return 0;
-          throw err;
+          throw kubeWriteError(err, 'Delete');
         }
       };
       await w.write({ system: 'kubernetes', action: 'delete', target: describeRef(ref) }, () => remove(false), {
@@ -267,11 +278,22 @@ export class KubernetesStep implements WorkspaceStep {
 }
 
 /**
- * The class of a failed apply, by HTTP status: conflicts (409), throttling (429), server errors and
+ * A refused read (GET, LIST; writes are classified by kubeWriteError where they are made) is always worth
+ * retrying: RBAC may be granted, the server recovers, an expired LIST restarts.
+ */
+export function kubeReadError(err: unknown): unknown {
+  if (!(err instanceof KubeApiError)) return err;
+  return new StepError(err.code === 403 ? 'Forbidden' : 'ReadFailed', err.message, 'retryable', {
+    code: `HTTP${err.code}`,
+  });
+}
+
+/**
+ * The class of a failed apply or delete, by HTTP status: conflicts (409), throttling (429), server errors and
  * Forbidden (RBAC may be granted, a terminating namespace goes away) are retried; Invalid (422) and
  * other refusals wait for a change. The Kubernetes client's own error carries no class.
  */
-export function kubeWriteError(err: unknown): unknown {
+export function kubeWriteError(err: unknown, verb: 'Apply' | 'Delete' = 'Apply'): unknown {
   if (!(err instanceof KubeApiError)) return err;
   const terminating = err.code === 403 && /being terminated/.test(err.message);
   const reason = terminating
@@ -280,7 +302,7 @@ export function kubeWriteError(err: unknown): unknown {
       ? 'Forbidden'
       : err.code === 422
         ? 'Invalid'
-        : 'ApplyFailed';
+        : `${verb}Failed`;
   const retryable = err.code === 409 || err.code === 429 || err.code >= 500 || err.code === 403;
   return new StepError(reason, err.message, retryable ? 'retryable' : 'terminal', { code: `HTTP${err.code}` });
 }
