@@ -25,6 +25,7 @@ import {
   type Projects,
 } from '../gen/flyteidl/admin/project_pb.js';
 import { AdminService } from '../gen/flyteidl/service/admin_projects_pb.js';
+import { type Clock, systemClock } from '../kinds/clock.js';
 import { type ErrorClass, StepError } from '../kinds/step.js';
 import { Semaphore } from '../ratelimit/semaphore.js';
 import type { CallStats } from './call-stats.js';
@@ -85,6 +86,8 @@ export interface FlyteAdminClientOptions {
   /** Retry backoff: attempt n waits in [d/2, d] with d = min(maxMs, baseMs·2^(n-1)). */
   backoff?: { baseMs?: number; maxMs?: number };
   random?: () => number;
+  /** Time for call budgets, slot waits and retry backoff. Default: the system clock. */
+  clock?: Clock;
   /** Extra interceptors (after auth). */
   interceptors?: Interceptor[];
 }
@@ -338,7 +341,7 @@ export function createFlyteAdminClient(cfg: FlyteAdminClientConfig, o: FlyteAdmi
   const transport = createGrpcTransport({ baseUrl, sessionManager: session, interceptors });
   const core: Core = {
     client: createClient(AdminService, transport),
-    slots: new Semaphore(cfg.maxConcurrentCalls),
+    slots: new Semaphore(cfg.maxConcurrentCalls, o.clock),
     cfg,
     o,
     noGetProject: false,
@@ -356,7 +359,7 @@ class FlyteAdminGrpc implements FlyteAdminApi {
     private readonly core: Core,
     budgetMs: number,
   ) {
-    this.deadline = performance.now() + budgetMs;
+    this.deadline = (core.o.clock ?? systemClock).now() + budgetMs;
   }
 
   withBudget(budgetMs: number): FlyteAdminApi {
@@ -437,7 +440,7 @@ class FlyteAdminGrpc implements FlyteAdminApi {
   }
 
   private remaining(): number {
-    return this.deadline - performance.now();
+    return this.deadline - (this.core.o.clock ?? systemClock).now();
   }
 
   /** One logical call: a call slot, per-attempt deadline, retries for transient codes within the budget. */
@@ -473,7 +476,7 @@ class FlyteAdminGrpc implements FlyteAdminApi {
       const delay = backoffDelayMs(attempt, baseMs, maxMs, random);
       if (delay >= this.remaining()) throw error;
       o.log.debug({ op, attempt, code: Code[error.code], delayMs: delay }, 'FlyteAdmin call failed; retrying');
-      await new Promise((r) => setTimeout(r, delay));
+      await new Promise<void>((r) => (o.clock ?? systemClock).setTimer(r, delay));
     }
   }
 }

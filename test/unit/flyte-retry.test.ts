@@ -3,10 +3,12 @@
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../harness/fake-clock.js';
 import { CallStats } from '../../src/adapters/call-stats.js';
 import {
   backoffDelayMs,
   createFlyteAdminClient,
+  type FlyteAdminClientOptions,
   isRetryableCode,
   RETRYABLE_CODES,
   toFlyteError,
@@ -19,7 +21,11 @@ const log = pino({ level: 'silent' });
 const ALL_CODES = Object.values(Code).filter((c): c is Code => typeof c === 'number');
 
 /** A client whose every RPC is answered by `answer` (attempt number, method name). */
-function fakeClient(answer: (attempt: number, method: string) => unknown, flyte: Record<string, unknown> = {}) {
+function fakeClient(
+  answer: (attempt: number, method: string) => unknown,
+  flyte: Record<string, unknown> = {},
+  options: Pick<FlyteAdminClientOptions, 'clock' | 'backoff' | 'random'> = {},
+) {
   let attempts = 0;
   const interceptor: Interceptor = () => async (req) => {
     attempts++;
@@ -42,6 +48,7 @@ function fakeClient(answer: (attempt: number, method: string) => unknown, flyte:
     interceptors: [interceptor],
     backoff: { baseMs: 1, maxMs: 2 },
     fallbackDomains: ['development'],
+    ...options,
   });
   return { api, stats, attempts: () => attempts };
 }
@@ -133,15 +140,25 @@ describe('retry classification', () => {
     api.close();
   });
 
-  it('an exhausted budget stops retrying', async () => {
-    const { api, attempts } = fakeClient(() => new ConnectError('down', Code.Unavailable), {
-      maxAttempts: 100,
-    });
-    const tight = api.withBudget(30);
-    const started = performance.now();
-    await expect(tight.getDomains()).rejects.toBeInstanceOf(ConnectError);
-    expect(performance.now() - started).toBeLessThan(500);
-    expect(attempts()).toBeLessThan(100);
+  it('an exhausted budget stops retrying: no wait that would end past the budget', async () => {
+    const clock = new FakeClock();
+    const { api, attempts } = fakeClient(
+      () => new ConnectError('down', Code.Unavailable),
+      { maxAttempts: 100 },
+      { clock, backoff: { baseMs: 100, maxMs: 400 }, random: () => 1 },
+    );
+    const outcome = api
+      .withBudget(1000)
+      .getDomains()
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+    await clock.advance(1000);
+    expect((await outcome)?.code).toBe(Code.Unavailable);
+    // Attempts at 0, 100, 300 and 700 ms; the next wait (400 ms) would end past the 1 s budget.
+    expect(attempts()).toBe(4);
+    expect(clock.pendingTimers()).toBe(0);
     api.close();
   });
 });
@@ -158,22 +175,26 @@ describe('backoff', () => {
 describe('call slots', () => {
   it('holds a call beyond maxConcurrentCalls until a slot frees, and fails it once its budget is spent waiting', async () => {
     const gate = Promise.withResolvers<void>();
+    const clock = new FakeClock();
     const { api, attempts } = fakeClient(
       async () => {
         await gate.promise;
         return { domains: [{ id: 'staging', name: 'staging' }] };
       },
       { maxConcurrentCalls: 1 },
+      { clock },
     );
     const holder = api.getDomains();
     const patient = api.getDomains();
-    const err = await api
+    const impatient = api
       .withBudget(20)
       .getDomains()
       .then(
         () => undefined,
         (e: unknown) => ConnectError.from(e),
       );
+    await clock.advance(20);
+    const err = await impatient;
     expect(err?.code).toBe(Code.DeadlineExceeded);
     expect(err?.rawMessage).toMatch(/waiting for one of 1 FlyteAdmin call slots/);
     expect(attempts()).toBe(1); // only the holder reached the server
