@@ -11,6 +11,7 @@
 // One job per key per lane: a second request for the same key while one runs or waits replaces the waiting
 // one (latest desired state wins) and never runs two calls for one workspace in one system at a time. A
 // reconcile asks with a token (the desired state it wants); an outcome for another token is discarded.
+import { type Clock, systemClock, type Timer } from '../kinds/clock.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { errorOutcome, type StepName, type StepOutcome } from './types.js';
 
@@ -52,7 +53,8 @@ export interface LaneOptions {
    */
   onSettled: (key: string, token: string, outcome: StepOutcome) => boolean;
   metrics?: Pick<Metrics, 'laneJobs'>;
-  now?: () => number;
+  /** Time for "running since" and the close deadline. Default: the system clock. */
+  clock?: Clock;
 }
 
 export class SystemLane {
@@ -63,11 +65,11 @@ export class SystemLane {
   private readonly settled = new Map<string, { token: string; outcome: StepOutcome }>();
   private readonly inFlight = new Set<Promise<void>>();
   private closed = false;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(private readonly o: LaneOptions) {
     if (!(o.capacity >= 1)) throw new Error(`lane ${o.system}: capacity must be at least 1`);
-    this.now = o.now ?? (() => performance.now());
+    this.clock = o.clock ?? systemClock;
   }
 
   get system(): string {
@@ -133,14 +135,14 @@ export class SystemLane {
     this.waiting.clear();
     this.waitingBackground.clear();
     this.report();
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     await Promise.race([
       Promise.allSettled([...this.inFlight]),
       new Promise<void>((r) => {
-        timer = setTimeout(r, ms);
+        timer = this.clock.setTimer(r, ms);
       }),
     ]);
-    clearTimeout(timer);
+    timer?.cancel();
     return [...this.running.keys()];
   }
 
@@ -158,7 +160,7 @@ export class SystemLane {
    * is returned as settled and leaves nothing behind.
    */
   private async start(job: Job, inline: boolean): Promise<LaneAnswer> {
-    const since = this.now();
+    const since = this.clock.now();
     this.running.set(job.key, { token: job.token, since });
     let result: { outcome: StepOutcome } | undefined;
     const settledNow = job.run().then(

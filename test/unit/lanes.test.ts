@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../harness/fake-clock.js';
 import { SystemLane } from '../../src/reconcile/lanes.js';
 import type { StepOutcome } from '../../src/reconcile/types.js';
 
@@ -28,15 +29,17 @@ const flush = () => new Promise<void>((r) => setImmediate(r));
 
 function lane(capacity = 1) {
   const settled: string[] = [];
+  const clock = new FakeClock();
   const l = new SystemLane({
     system: 'flyte',
     capacity,
+    clock,
     onSettled: (k, _token, outcome) => {
       settled.push(k);
       return outcome.reason !== 'Unchanged'; // the caller's say: only news is kept
     },
   });
-  return { l, settled };
+  return { l, settled, clock };
 }
 
 describe('SystemLane', () => {
@@ -143,7 +146,7 @@ describe('SystemLane', () => {
   });
 
   it('forget drops a waiting job; close drops the waiting ones and reports the running ones it left', async () => {
-    const { l, settled } = lane(1);
+    const { l, settled, clock } = lane(1);
     const a = gate();
     const b = gate();
     const c = gate();
@@ -152,7 +155,9 @@ describe('SystemLane', () => {
     await l.request('c', 't', c.run);
     l.forget('b');
     expect(l.counts()).toEqual({ running: 1, waiting: 1 });
-    expect(await l.close(10)).toEqual(['a']);
+    const closing = l.close(10);
+    await clock.advance(10);
+    expect(await closing).toEqual(['a']);
     a.release(ready());
     await flush();
     expect(settled).toEqual([]);
