@@ -334,7 +334,12 @@ export class WorkspaceReconciler {
     prev: WorkspaceStatus | undefined,
     requested: string | undefined,
     log: Logger,
-  ): Promise<{ outcomes: Map<StepName, StepOutcome>; pending: boolean; inProgress: StepName[] }> {
+  ): Promise<{
+    outcomes: Map<StepName, StepOutcome>;
+    pending: boolean;
+    backgroundOnly: boolean;
+    inProgress: StepName[];
+  }> {
     const { specHash, force, specUnchanged, source: key } = ctx;
     const pass = this.passFor(key, `ensure:${specHash}:${force ? requested : ''}`);
     // The runner ServiceAccount names the role by the ARN IAM last returned (this pass, else the status),
@@ -388,7 +393,8 @@ export class WorkspaceReconciler {
     const inProgress = [...pending].filter((n) => PENDING.has(outcomes.get(n)?.state ?? 'Ready'));
     pass.pending = pending;
     if (pending.size === 0) this.passes.delete(key);
-    return { outcomes, pending: pending.size > 0, inProgress };
+    const backgroundOnly = pending.size > 0 && [...pending].every((n) => pass.background.has(n));
+    return { outcomes, pending: pending.size > 0, backgroundOnly, inProgress };
   }
 
   /**

@@ -224,6 +224,11 @@ export interface EnsureSummary {
   outcomes: Map<StepName, StepOutcome>;
   /** Some step still runs or waits in its lane. */
   pending: boolean;
+  /**
+   * Every pending step is a background drift check of a step status shows Ready for this spec: nothing
+   * waits on it, and the lane asks for the key again only if it finds drift.
+   */
+  backgroundOnly?: boolean;
   /** Of the pending steps, those status shows as Progressing or Waiting (first runs, not re-checks). */
   inProgress: StepName[];
   /** Status as this reconcile found it. */
@@ -276,9 +281,10 @@ export function ensureReport(s: EnsureSummary): ReconcileReport {
     finalizer: true,
     requeue: { kind: 'done' },
   };
-  if (s.pending) {
+  if (s.pending && !s.backgroundOnly) {
     // The lane asks for this key again when a step settles with news: Events and retries are decided once
-    // every step has answered, not on each partial pass.
+    // every step has answered, not on each partial pass. Background drift checks are the exception: one
+    // that finds nothing asks for no further reconcile, so what this one did is reported now.
     report.requeue = { kind: 'waiting' };
     return report;
   }
@@ -294,6 +300,7 @@ export function ensureReport(s: EnsureSummary): ReconcileReport {
   if (s.force && s.requested !== undefined) report.handledRerun = s.requested;
   if (failed.some((o) => o.retryable !== false)) report.requeue = { kind: 'retry', message: readyMessage };
   else if (failed.length > 0) report.requeue = { kind: 'terminal', message: readyMessage };
+  else if (s.pending) report.requeue = { kind: 'waiting' };
   return report;
 }
 

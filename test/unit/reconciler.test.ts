@@ -434,6 +434,38 @@ describe('WorkspaceReconciler: steps in lanes', () => {
     expect(w.askedAgain).toEqual([]);
     expect(w.reconciler.hasPass(key)).toBe(false);
   });
+
+  it('a Kubernetes drift repair during a background drift check is reported at once: that check may never ask again', async () => {
+    const w = world({ lanes: true });
+    const key = await w.provisioned();
+    const check = gate();
+    w.steps.iam.ensureWith = async () => ready(0, { roleArn: ROLE_ARN });
+    w.steps.flyte.ensureWith = check.answer;
+    expect(await w.reconciler.reconcile(key)).toEqual({ waiting: true });
+    expect(w.events).toEqual([
+      { on: 'w1', type: 'Normal', reason: 'DriftRepaired', message: 'workspace ws1 ready (1 change(s))' },
+    ]);
+
+    check.release(ready(0, { projectId: 'ws1' }));
+    await flush();
+    expect(w.askedAgain).toEqual([]);
+    expect(w.events).toHaveLength(1);
+  });
+
+  it('a retryable Kubernetes failure during a background drift check is retried, not left to the check', async () => {
+    const w = world({ lanes: true });
+    const key = await w.provisioned();
+    const check = gate();
+    w.steps.flyte.ensureWith = check.answer;
+    w.steps.kubernetes.ensureWith = async () => failed('Forbidden', 'rolebindings is forbidden', true);
+    await expect(w.reconciler.reconcile(key)).rejects.toThrow(
+      new RetryableReconcileError('kubernetes: rolebindings is forbidden'),
+    );
+    expect(w.status(key)).toMatchObject({ phase: 'Failed', lastError: 'kubernetes: rolebindings is forbidden' });
+    expect(w.events.map((e) => e.reason)).toEqual(['Forbidden']);
+    check.release(ready(0, { projectId: 'ws1' }));
+    await flush();
+  });
 });
 
 describe('WorkspaceReconciler: invalid documents', () => {
