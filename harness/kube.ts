@@ -43,25 +43,37 @@ export function kubeConfigFor(identity: Identity, conn: KubeConnection): KubeCon
 
 /** Server-side applies every document of a YAML file (fieldManager `test-harness`, forced). */
 export async function applyManifestFile(kc: KubeConfig, path: string): Promise<KubernetesObject[]> {
-  const text = await readFile(path, 'utf8');
-  let docs: KubernetesObject[];
+  return applyDocs(kc, manifestDocs(await readFile(path, 'utf8'), path), path);
+}
+
+/** The documents of a YAML text; `source` names it in errors. Empty documents are skipped. */
+export function manifestDocs(text: string, source: string): KubernetesObject[] {
   try {
     // loadAllYaml throws on empty documents (a trailing `---`, a comments-only block), so drop those first.
     const chunks = text
       .split(/^---[ \t]*$/m)
       .filter((c) => c.split('\n').some((l) => l.trim() && !l.trim().startsWith('#')));
-    docs = chunks.flatMap((c) => loadAllYaml(c) as KubernetesObject[]);
+    return chunks.flatMap((c) => loadAllYaml(c) as KubernetesObject[]);
   } catch (e) {
-    throw new Error(`${path}: cannot parse YAML: ${(e as Error).message}`);
+    throw new Error(`${source}: cannot parse YAML: ${(e as Error).message}`);
   }
+}
+
+/** Server-side applies `docs` in order (forced); `source` names them in errors. */
+export async function applyDocs(
+  kc: KubeConfig,
+  docs: KubernetesObject[],
+  source: string,
+  fieldManager = 'test-harness',
+): Promise<KubernetesObject[]> {
   const api = KubernetesObjectApi.makeApiClient(kc);
   const applied: KubernetesObject[] = [];
   for (const doc of docs) {
     const what = `${doc.kind} ${doc.metadata?.namespace ? `${doc.metadata.namespace}/` : ''}${doc.metadata?.name}`;
     try {
-      applied.push(await api.patch(doc, undefined, undefined, 'test-harness', true, PatchStrategy.ServerSideApply));
+      applied.push(await api.patch(doc, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply));
     } catch (e) {
-      throw new Error(`${path}: applying ${what} failed: ${describeError(e)}`);
+      throw new Error(`${source}: applying ${what} failed: ${describeError(e)}`);
     }
   }
   return applied;

@@ -29,9 +29,6 @@ import {
   CoreV1Api,
   KubeConfig,
   type KubernetesObject,
-  KubernetesObjectApi,
-  loadAllYaml,
-  PatchStrategy,
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
 import { ControllerProcess, FAKE_AWS_ENV } from '../harness/controller-process.js';
@@ -42,6 +39,7 @@ import {
   startControlPlane,
 } from '../harness/controlplane.js';
 import { FlyteAdminDouble } from '../harness/flyteadmin-double.js';
+import { applyDocs, describeError, manifestDocs } from '../harness/kube.js';
 import { type Moto, startMoto } from '../harness/moto.js';
 import {
   defaultConfig,
@@ -160,43 +158,17 @@ async function freePort(): Promise<number> {
   });
 }
 
-function describe(e: unknown): string {
-  if (e instanceof ApiException) {
-    let body: unknown = e.body;
-    try {
-      body = typeof e.body === 'string' ? JSON.parse(e.body) : e.body;
-    } catch {
-      // keep the raw body
-    }
-    return `HTTP ${e.code}: ${(body as { message?: string } | undefined)?.message ?? String(e.body)}`;
-  }
-  return e instanceof Error ? e.message : String(e);
-}
-
 function tail(file: string, lines = 30): string {
   if (!existsSync(file)) return '(no log)';
   return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
 }
 
 function docsOf(file: string): KubernetesObject[] {
-  const text = readFileSync(file, 'utf8');
-  try {
-    return (loadAllYaml(text) as (KubernetesObject | null | undefined)[]).filter((d): d is KubernetesObject => !!d);
-  } catch (e) {
-    throw new Error(`${rel(file)}: cannot parse YAML: ${(e as Error).message}`);
-  }
+  return manifestDocs(readFileSync(file, 'utf8'), rel(file));
 }
 
 async function apply(kc: KubeConfig, docs: KubernetesObject[], source: string): Promise<void> {
-  const api = KubernetesObjectApi.makeApiClient(kc);
-  for (const doc of docs) {
-    const what = `${doc.kind} ${doc.metadata?.namespace ? `${doc.metadata.namespace}/` : ''}${doc.metadata?.name}`;
-    try {
-      await api.patch(doc, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
-    } catch (e) {
-      throw new Error(`${source}: applying ${what} failed: ${describe(e)}`);
-    }
-  }
+  await applyDocs(kc, docs, source, FIELD_MANAGER);
 }
 
 /** Runs scripts/build-control-plane.sh (instant when cached), its progress passed through on stderr. */
@@ -346,7 +318,7 @@ async function waitReady(
       status = (await readStatus(core, ws)).status;
     } catch (e) {
       status = undefined;
-      lastPhase = `(cannot read: ${describe(e)})`;
+      lastPhase = `(cannot read: ${describeError(e)})`;
     }
     const phase = status?.phase ?? '(no status yet)';
     if (phase !== lastPhase) {
@@ -543,7 +515,7 @@ function watchWorkspaceFiles(env: Env, workspaces: ExampleWorkspace[]): () => vo
       busy = busy
         .then(() => applyEdit(env, core, ws, file))
         .catch((e) => {
-          progress(`edit of ${rel(file)}: ${describe(e)}`);
+          progress(`edit of ${rel(file)}: ${describeError(e)}`);
         });
     };
     watchFile(file, { interval: 500 }, (cur, prev) => {
@@ -645,7 +617,7 @@ async function main(): Promise<number> {
       try {
         await c.fn();
       } catch (e) {
-        progress(`cleanup: ${c.name}: ${describe(e)}`);
+        progress(`cleanup: ${c.name}: ${describeError(e)}`);
       }
     }
   };
@@ -724,7 +696,7 @@ async function main(): Promise<number> {
         try {
           await core.createNamespace({ body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name } } });
         } catch (e) {
-          if (!(e instanceof ApiException && e.code === 409)) throw new Error(`namespace ${name}: ${describe(e)}`);
+          if (!(e instanceof ApiException && e.code === 409)) throw new Error(`namespace ${name}: ${describeError(e)}`);
         }
       }
       for (const m of MANIFESTS) await apply(admin, docsOf(join(ROOT, m)), m);
