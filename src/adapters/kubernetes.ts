@@ -74,12 +74,6 @@ export function describeRef(ref: ObjectRef): string {
   return ref.namespace ? `${ref.kind} ${ref.namespace}/${ref.name}` : `${ref.kind} ${ref.name}`;
 }
 
-/**
- * The one Kubernetes status error, under the name the steps use: `err.code`, `err.reason`, `err.causes`.
- * The same class as KubeStatusError, not a subclass.
- */
-export { KubeStatusError as KubeApiError } from '../kube/status.js';
-
 export interface ApplyOptions {
   dryRun?: boolean;
   /** Field manager override; defaults to the adapter's. */

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { workspaceDoc } from '../../harness/workspaces.js';
 import type { FlyteAdminApi } from '../../src/adapters/flyteadmin.js';
 import { type IamApi, IamError, type IamRole, toIamError } from '../../src/adapters/iam.js';
-import { type KubeApi, KubeApiError, type KubeObject } from '../../src/adapters/kubernetes.js';
+import type { KubeApi, KubeObject } from '../../src/adapters/kubernetes.js';
 import {
   type ControllerConfig,
   defaultConfig,
@@ -16,6 +16,7 @@ import {
 } from '../../src/config/config.js';
 import type { Project } from '../../src/gen/flyteidl/admin/project_pb.js';
 import { StepError, stepDetails, stepResultOf } from '../../src/kinds/step.js';
+import { KubeStatusError } from '../../src/kube/status.js';
 import { FlyteStep } from '../../src/reconcile/steps/flyte.js';
 import { IamStep } from '../../src/reconcile/steps/iam.js';
 import { KubernetesStep, kubeReadError, kubeWriteError } from '../../src/reconcile/steps/kubernetes.js';
@@ -132,13 +133,13 @@ describe('Kubernetes writes: HTTP status → class (in the step: the client carr
     [429, 'TooManyRequests', 'ApplyFailed', 'retryable'],
     [503, 'ServiceUnavailable', 'ApplyFailed', 'retryable'],
   ] as const)('HTTP %s → %s (%s)', (status, apiReason, reason, errorClass) => {
-    const e = kubeWriteError(new KubeApiError(status, apiReason, 'm'));
+    const e = kubeWriteError(new KubeStatusError(status, apiReason, 'm'));
     expect(e).toBeInstanceOf(StepError);
     expect(e).toMatchObject({ reason, errorClass, code: `HTTP${status}` });
   });
 
   it('a write into a terminating namespace is retried', () => {
-    const e = kubeWriteError(new KubeApiError(403, 'Forbidden', 'namespace x is being terminated'));
+    const e = kubeWriteError(new KubeStatusError(403, 'Forbidden', 'namespace x is being terminated'));
     expect(e).toMatchObject({ reason: 'Terminating', errorClass: 'retryable' });
   });
 
@@ -149,7 +150,7 @@ describe('Kubernetes writes: HTTP status → class (in the step: the client carr
   });
 
   it('a refused delete names the verb', () => {
-    expect(kubeWriteError(new KubeApiError(400, 'BadRequest', 'm'), 'Delete')).toMatchObject({
+    expect(kubeWriteError(new KubeStatusError(400, 'BadRequest', 'm'), 'Delete')).toMatchObject({
       reason: 'DeleteFailed',
       errorClass: 'terminal',
     });
@@ -160,7 +161,7 @@ describe('Kubernetes writes: HTTP status → class (in the step: the client carr
     [410, 'Expired', 'ReadFailed'],
     [500, 'InternalError', 'ReadFailed'],
   ] as const)('a refused read (HTTP %s %s) is retried: %s', (status, apiReason, reason) => {
-    expect(kubeReadError(new KubeApiError(status, apiReason, 'm'))).toMatchObject({
+    expect(kubeReadError(new KubeStatusError(status, apiReason, 'm'))).toMatchObject({
       reason,
       errorClass: 'retryable',
       code: `HTTP${status}`,
@@ -171,7 +172,7 @@ describe('Kubernetes writes: HTTP status → class (in the step: the client carr
     const step = new KubernetesStep({
       kube: {
         list: async () => {
-          throw new KubeApiError(403, 'Forbidden', 'namespaces is forbidden');
+          throw new KubeStatusError(403, 'Forbidden', 'namespaces is forbidden');
         },
         get: async () => undefined,
       } as unknown as KubeApi,

@@ -6,7 +6,6 @@ import {
   describeRef,
   type KindName,
   type KubeApi,
-  KubeApiError,
   type KubeObject,
   MANAGED_KINDS,
   refOf,
@@ -15,6 +14,7 @@ import { MANAGED_BY_LABEL, SOURCE_ANNOTATION, WORKSPACE_ID_LABEL } from '../../c
 import { roleArnFor } from '../../desired/iam-arn.js';
 import { desiredKubernetesObjects, workspaceSelector } from '../../desired/kubernetes.js';
 import { sameQuantity } from '../../desired/quantity.js';
+import { KubeStatusError } from '../../kube/status.js';
 import { containsDesired, diffPaths } from '../diff.js';
 import {
   type PlannedChange,
@@ -245,7 +245,7 @@ export class KubernetesStep implements WorkspaceStep {
           return (await this.opts.kube.delete(ref, { dryRun, ...uid })) ? 1 : 0;
         } catch (err) {
           // 409 on a uid precondition: someone recreated it; it will be judged on the next pass.
-          if (err instanceof KubeApiError && err.code === 409) return 0;
+          if (err instanceof KubeStatusError && err.code === 409) return 0;
           throw kubeWriteError(err, 'Delete');
         }
       };
@@ -282,7 +282,7 @@ export class KubernetesStep implements WorkspaceStep {
  * retrying: RBAC may be granted, the server recovers, an expired LIST restarts.
  */
 export function kubeReadError(err: unknown): unknown {
-  if (!(err instanceof KubeApiError)) return err;
+  if (!(err instanceof KubeStatusError)) return err;
   return new StepError(err.code === 403 ? 'Forbidden' : 'ReadFailed', err.message, 'retryable', {
     code: `HTTP${err.code}`,
   });
@@ -294,7 +294,7 @@ export function kubeReadError(err: unknown): unknown {
  * other refusals wait for a change. The Kubernetes client's own error carries no class.
  */
 export function kubeWriteError(err: unknown, verb: 'Apply' | 'Delete' = 'Apply'): unknown {
-  if (!(err instanceof KubeApiError)) return err;
+  if (!(err instanceof KubeStatusError)) return err;
   const terminating = err.code === 403 && /being terminated/.test(err.message);
   const reason = terminating
     ? 'Terminating'
